@@ -1,0 +1,1 @@
+//! Block formats: filled in by the formats work.

@@ -1,0 +1,21 @@
+//! smoe-quant: ggml block formats and the kernels that multiply them. No files, no models, no I/O.
+//!
+//! - [`types`]: the type table (ids, names, block geometry).
+//! - [`format`]: one module per block type: `#[repr(C)]` block, scalar quantize / dequantize (the spec).
+
+pub mod format;
+pub mod types;
+
+pub use types::{GgmlType, ALL_TYPES, QK_K};
+
+/// Errors from quantizing, dequantizing or multiplying blocks.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantError {
+    #[error("{ty}: {what}")]
+    Shape { ty: GgmlType, what: String },
+    #[error("type {0} is not supported for this operation")]
+    Unsupported(GgmlType),
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, QuantError>;

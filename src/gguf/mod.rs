@@ -1,0 +1,1 @@
+//! GGUF container: filled in by the gguf work.
