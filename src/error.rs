@@ -11,6 +11,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A model file that parses as GGUF but does not describe a model smoe can run.
+    #[error("{what}")]
+    Model { what: String },
+    /// The tokens do not fit in the context window.
+    #[error("{needed} tokens do not fit in the context of {n_ctx} tokens (raise --ctx or shorten the prompt)")]
+    ContextFull { needed: usize, n_ctx: usize },
     #[error(transparent)]
     Quant(#[from] smoe_quant::QuantError),
 }

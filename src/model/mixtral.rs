@@ -1,0 +1,241 @@
+//! The Mixtral forward pass over a batch of tokens, each at its own position in its own sequence
+//! slot: embed → n_layer × (attention block, MoE block) → output norm → logits.
+
+use smoe_quant::matmul::gemm;
+use smoe_quant::Matrix;
+
+use super::attention::{attend, AttnShape};
+use super::config::Config;
+use super::kv_cache::KvCache;
+use super::moe::{experts, route, MoeScratch, Route};
+use super::norm::rms_norm;
+use super::rope::Rope;
+use super::weights::{LayerWeights, Weights};
+use crate::gguf::GgufFile;
+use crate::{Error, Result};
+
+/// One token of a batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchToken {
+    pub id: u32,
+    /// Position in its sequence (0-based); its key and value are stored at this cache row.
+    pub pos: usize,
+    /// KV cache slot of its sequence.
+    pub seq: usize,
+    /// Whether to compute logits for this token.
+    pub logits: bool,
+}
+
+/// A Mixtral model whose weights are borrowed from a GGUF file.
+#[derive(Debug)]
+pub struct Mixtral<'a> {
+    pub cfg: Config,
+    pub w: Weights<'a>,
+    rope: Rope,
+}
+
+/// Buffers for one forward call of up to `n_batch` tokens, allocated once.
+#[derive(Debug)]
+pub struct Scratch {
+    pub n_batch: usize,
+    /// [n_batch, n_embd] the residual stream.
+    x: Vec<f32>,
+    /// [n_batch, n_embd] normalized input of the current block.
+    xn: Vec<f32>,
+    /// [n_batch, q_dim]
+    q: Vec<f32>,
+    /// [n_batch, kv_dim]
+    k: Vec<f32>,
+    /// [n_batch, kv_dim]
+    v: Vec<f32>,
+    /// [n_batch, q_dim] attention output before the output projection.
+    attn: Vec<f32>,
+    /// [n_batch, n_embd] output of a block before it joins the residual.
+    proj: Vec<f32>,
+    /// [n_head, n_ctx] attention scores.
+    scores: Vec<f32>,
+    /// [n_batch, n_expert] router logits.
+    router_logits: Vec<f32>,
+    /// [n_batch, n_expert_used]
+    routes: Vec<Route>,
+    moe: MoeScratch,
+    /// Batch indices of the tokens that want logits.
+    want: Vec<usize>,
+    /// [n_batch, n_vocab] logits of the tokens that asked for them, in batch order.
+    pub logits: Vec<f32>,
+}
+
+impl Scratch {
+    pub fn new(cfg: &Config, n_batch: usize, n_ctx: usize) -> Self {
+        let n_batch = n_batch.max(1);
+        Scratch {
+            n_batch,
+            x: vec![0.0; n_batch * cfg.n_embd],
+            xn: vec![0.0; n_batch * cfg.n_embd],
+            q: vec![0.0; n_batch * cfg.q_dim()],
+            k: vec![0.0; n_batch * cfg.kv_dim()],
+            v: vec![0.0; n_batch * cfg.kv_dim()],
+            attn: vec![0.0; n_batch * cfg.q_dim()],
+            proj: vec![0.0; n_batch * cfg.n_embd],
+            scores: vec![0.0; cfg.n_head * n_ctx],
+            router_logits: vec![0.0; n_batch * cfg.n_expert],
+            routes: vec![Route::default(); n_batch * cfg.n_expert_used],
+            moe: MoeScratch::new(n_batch, cfg.n_embd, cfg.n_ff),
+            want: Vec::with_capacity(n_batch),
+            logits: vec![0.0; n_batch * cfg.n_vocab],
+        }
+    }
+
+    /// Logits row `i` (the i-th token of the last batch that asked for logits).
+    pub fn logits_row(&self, i: usize, n_vocab: usize) -> &[f32] {
+        &self.logits[i * n_vocab..(i + 1) * n_vocab]
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        4 * (self.x.len()
+            + self.xn.len()
+            + self.q.len()
+            + self.k.len()
+            + self.v.len()
+            + self.attn.len()
+            + self.proj.len()
+            + self.scores.len()
+            + self.router_logits.len()
+            + self.moe.xe.len()
+            + self.moe.gate.len()
+            + self.moe.up.len()
+            + self.moe.down.len()
+            + self.logits.len())
+    }
+}
+
+impl<'a> Mixtral<'a> {
+    /// Reads the configuration and maps the weights of `file`.
+    pub fn load(file: &'a GgufFile) -> Result<Self> {
+        let cfg = Config::from_gguf(file)?;
+        let w = Weights::load(file, &cfg)?;
+        let rope = Rope::new(cfg.n_rot, cfg.rope_freq_base);
+        Ok(Mixtral { cfg, w, rope })
+    }
+
+    /// Runs `batch` through the model, storing each token's key and value in `kv` at its slot and
+    /// position; logits of the tokens that ask for them land in `s.logits`, in batch order.
+    /// Tokens of one sequence must come in position order, and every earlier position of that
+    /// sequence must already be in the cache (or in this batch, before it).
+    pub fn forward(&self, batch: &[BatchToken], kv: &mut KvCache, s: &mut Scratch) -> Result<()> {
+        let cfg = &self.cfg;
+        let n = batch.len();
+        if n == 0 {
+            return Ok(());
+        }
+        self.check_batch(batch, kv, s)?;
+        let n_embd = cfg.n_embd;
+        for (t, tok) in batch.iter().enumerate() {
+            self.w
+                .token_embd
+                .dequantize_row_into(tok.id as usize, &mut s.x[t * n_embd..(t + 1) * n_embd])?;
+        }
+        for (il, lw) in self.w.layers.iter().enumerate() {
+            self.attention_block(il, lw, batch, kv, s)?;
+            self.moe_block(lw, n, s)?;
+        }
+        s.want.clear();
+        s.want.extend((0..n).filter(|&t| batch[t].logits));
+        for (i, &t) in s.want.iter().enumerate() {
+            rms_norm(
+                &s.x[t * n_embd..(t + 1) * n_embd],
+                &self.w.output_norm,
+                cfg.rms_eps,
+                &mut s.xn[i * n_embd..(i + 1) * n_embd],
+            );
+        }
+        let m = s.want.len();
+        gemm(&self.w.output, &s.xn[..m * n_embd], m, &mut s.logits[..m * cfg.n_vocab])?;
+        Ok(())
+    }
+
+    /// x += attn_output(attention(rope(q), rope(k), v)) for every token of the batch.
+    fn attention_block(&self, il: usize, lw: &LayerWeights, batch: &[BatchToken], kv: &mut KvCache, s: &mut Scratch) -> Result<()> {
+        let cfg = &self.cfg;
+        let (n, n_embd, q_dim, kv_dim) = (batch.len(), cfg.n_embd, cfg.q_dim(), cfg.kv_dim());
+        norm_rows(&s.x, &lw.attn_norm, cfg.rms_eps, n, &mut s.xn);
+        let xn = &s.xn[..n * n_embd];
+        gemm(&lw.wq, xn, n, &mut s.q[..n * q_dim])?;
+        gemm(&lw.wk, xn, n, &mut s.k[..n * kv_dim])?;
+        gemm(&lw.wv, xn, n, &mut s.v[..n * kv_dim])?;
+        for (t, tok) in batch.iter().enumerate() {
+            self.rope.apply(&mut s.q[t * q_dim..(t + 1) * q_dim], cfg.head_dim, tok.pos);
+            self.rope.apply(&mut s.k[t * kv_dim..(t + 1) * kv_dim], cfg.head_dim, tok.pos);
+            let (k, v) = (&s.k[t * kv_dim..(t + 1) * kv_dim], &s.v[t * kv_dim..(t + 1) * kv_dim]);
+            kv.store(tok.seq, il, tok.pos, k, v);
+        }
+        for (t, tok) in batch.iter().enumerate() {
+            let first = cfg.sliding_window.map_or(0, |w| (tok.pos + 1).saturating_sub(w));
+            let shape = AttnShape {
+                n_head: cfg.n_head,
+                n_head_kv: cfg.n_head_kv,
+                head_dim: cfg.head_dim,
+                seq: tok.seq,
+                il,
+                first,
+                last: tok.pos,
+            };
+            attend(&s.q[t * q_dim..(t + 1) * q_dim], kv, shape, &mut s.scores, &mut s.attn[t * q_dim..(t + 1) * q_dim]);
+        }
+        gemm(&lw.wo, &s.attn[..n * q_dim], n, &mut s.proj[..n * n_embd])?;
+        add_into(&mut s.x[..n * n_embd], &s.proj[..n * n_embd]);
+        Ok(())
+    }
+
+    /// x += Σ_chosen weight · expert(ffn_norm(x)).
+    fn moe_block(&self, lw: &LayerWeights, n: usize, s: &mut Scratch) -> Result<()> {
+        let cfg = &self.cfg;
+        let (n_embd, k) = (cfg.n_embd, cfg.n_expert_used);
+        norm_rows(&s.x, &lw.ffn_norm, cfg.rms_eps, n, &mut s.xn);
+        let xn = &s.xn[..n * n_embd];
+        route(&lw.router, xn, n, k, &mut s.router_logits, &mut s.routes)?;
+        experts(&lw.experts, xn, n, &s.routes[..n * k], k, &mut s.moe, &mut s.proj[..n * n_embd])?;
+        add_into(&mut s.x[..n * n_embd], &s.proj[..n * n_embd]);
+        Ok(())
+    }
+
+    fn check_batch(&self, batch: &[BatchToken], kv: &KvCache, s: &Scratch) -> Result<()> {
+        let bad = |what: String| Err(Error::Model { what });
+        if batch.len() > s.n_batch {
+            return bad(format!("batch of {} tokens exceeds the scratch size {}", batch.len(), s.n_batch));
+        }
+        if s.scores.len() < self.cfg.n_head * kv.n_ctx {
+            return bad("scratch was sized for a smaller context than the KV cache".into());
+        }
+        for tok in batch {
+            if tok.id as usize >= self.cfg.n_vocab {
+                return bad(format!("token id {} is outside the vocabulary of {}", tok.id, self.cfg.n_vocab));
+            }
+            if tok.pos >= kv.n_ctx {
+                return bad(format!("position {} is beyond the context of {} tokens", tok.pos, kv.n_ctx));
+            }
+            if tok.seq >= kv.n_seq {
+                return bad(format!("sequence slot {} does not exist (the cache has {})", tok.seq, kv.n_seq));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// RMSNorm of the first `n` rows of `x` [.., n_embd] into `out`.
+fn norm_rows(x: &[f32], w: &[f32], eps: f32, n: usize, out: &mut [f32]) {
+    let d = w.len();
+    for t in 0..n {
+        rms_norm(&x[t * d..(t + 1) * d], w, eps, &mut out[t * d..(t + 1) * d]);
+    }
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// The matrix type used by the model, re-exported for callers that build weights by hand.
+pub type WeightMatrix<'a> = Matrix<'a>;

@@ -1,0 +1,117 @@
+//! The sparse MoE feed-forward: a router picks `n_expert_used` of `n_expert` SwiGLU experts per
+//! token, and only those run. Tokens are grouped by expert so each expert's weights are read once
+//! for the whole batch.
+
+use smoe_quant::matmul::gemm;
+
+use super::weights::Expert;
+use smoe_quant::Matrix;
+use crate::Result;
+
+/// One routing choice: expert index and its mixing weight.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Route {
+    pub expert: usize,
+    pub weight: f32,
+}
+
+/// Router: `logits` [n_tok, n_expert] = router · xn; for each token keep the top `k` logits and
+/// softmax over just those. `routes` [n_tok, k] receives the choices, best first.
+pub fn route(router: &Matrix, xn: &[f32], n_tok: usize, k: usize, logits: &mut [f32], routes: &mut [Route]) -> Result<()> {
+    let n_expert = router.n_rows;
+    gemm(router, xn, n_tok, &mut logits[..n_tok * n_expert])?;
+    for t in 0..n_tok {
+        let lt = &logits[t * n_expert..(t + 1) * n_expert];
+        let rt = &mut routes[t * k..(t + 1) * k];
+        // Selection by repeated argmax: k is tiny (2); the lowest index wins ties, as torch.topk does.
+        for i in 0..k {
+            let mut best = usize::MAX;
+            for (e, &l) in lt.iter().enumerate() {
+                let taken = rt[..i].iter().any(|r| r.expert == e);
+                if !taken && (best == usize::MAX || l > lt[best]) {
+                    best = e;
+                }
+            }
+            rt[i] = Route { expert: best, weight: lt[best] };
+        }
+        let max = rt[0].weight;
+        let mut sum = 0.0f32;
+        for r in rt.iter_mut() {
+            r.weight = (r.weight - max).exp();
+            sum += r.weight;
+        }
+        for r in rt.iter_mut() {
+            r.weight /= sum;
+        }
+    }
+    Ok(())
+}
+
+/// Scratch for [`experts`], sized for `n_tok` tokens.
+#[derive(Debug)]
+pub struct MoeScratch {
+    /// Tokens routed to the current expert (their batch index and weight).
+    pub members: Vec<(usize, f32)>,
+    /// [n_tok, n_embd] inputs of the current expert's tokens, gathered.
+    pub xe: Vec<f32>,
+    /// [n_tok, n_ff] gate, then silu(gate) * up.
+    pub gate: Vec<f32>,
+    /// [n_tok, n_ff]
+    pub up: Vec<f32>,
+    /// [n_tok, n_embd] the expert's outputs.
+    pub down: Vec<f32>,
+}
+
+impl MoeScratch {
+    pub fn new(n_tok: usize, n_embd: usize, n_ff: usize) -> Self {
+        MoeScratch {
+            members: Vec::with_capacity(n_tok),
+            xe: vec![0.0; n_tok * n_embd],
+            gate: vec![0.0; n_tok * n_ff],
+            up: vec![0.0; n_tok * n_ff],
+            down: vec![0.0; n_tok * n_embd],
+        }
+    }
+}
+
+/// Experts: `out` [n_tok, n_embd] = Σ over each token's routes of weight · down(silu(gate·x) * (up·x)).
+/// Experts run in index order, so a token's sum has the same order in any batch.
+pub fn experts(experts: &[Expert], xn: &[f32], n_tok: usize, routes: &[Route], k: usize, s: &mut MoeScratch, out: &mut [f32]) -> Result<()> {
+    let n_embd = xn.len() / n_tok.max(1);
+    out[..n_tok * n_embd].fill(0.0);
+    for (e, ex) in experts.iter().enumerate() {
+        s.members.clear();
+        for t in 0..n_tok {
+            if let Some(r) = routes[t * k..(t + 1) * k].iter().find(|r| r.expert == e) {
+                s.members.push((t, r.weight));
+            }
+        }
+        let m = s.members.len();
+        if m == 0 {
+            continue;
+        }
+        let n_ff = ex.gate.n_rows;
+        for (i, &(t, _)) in s.members.iter().enumerate() {
+            s.xe[i * n_embd..(i + 1) * n_embd].copy_from_slice(&xn[t * n_embd..(t + 1) * n_embd]);
+        }
+        let xe = &s.xe[..m * n_embd];
+        gemm(&ex.gate, xe, m, &mut s.gate[..m * n_ff])?;
+        gemm(&ex.up, xe, m, &mut s.up[..m * n_ff])?;
+        for (g, u) in s.gate[..m * n_ff].iter_mut().zip(&s.up[..m * n_ff]) {
+            *g = silu(*g) * u;
+        }
+        gemm(&ex.down, &s.gate[..m * n_ff], m, &mut s.down[..m * n_embd])?;
+        for (i, &(t, w)) in s.members.iter().enumerate() {
+            let o = &mut out[t * n_embd..(t + 1) * n_embd];
+            for (o, d) in o.iter_mut().zip(&s.down[i * n_embd..(i + 1) * n_embd]) {
+                *o += w * d;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// SiLU: x · sigmoid(x).
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
