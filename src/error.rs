@@ -17,6 +17,9 @@ pub enum Error {
     /// The tokens do not fit in the context window.
     #[error("{needed} tokens do not fit in the context of {n_ctx} tokens (raise --ctx or shorten the prompt)")]
     ContextFull { needed: usize, n_ctx: usize },
+    /// A checkpoint that cannot be converted.
+    #[error("{what}")]
+    Convert { what: String },
     #[error(transparent)]
     Quant(#[from] smoe_quant::QuantError),
 }

@@ -1,0 +1,234 @@
+//! What the converter writes: GGUF names, types and shapes for each Hugging Face tensor, the
+//! metadata keys, and llama.cpp's per-tensor type choices.
+
+use smoe_quant::GgmlType;
+
+use super::hf::{dtype_size, HfConfig, HfWeights};
+use super::QuantizeOptions;
+use crate::gguf::{Array, GgufPlan, ValueType};
+use crate::tokenizer::Vocab;
+use crate::{Error, Result};
+
+/// The `--type` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutType {
+    Q4_0,
+    Q8_0,
+    F16,
+    BF16,
+    F32,
+}
+
+impl std::str::FromStr for OutType {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "q4_0" => OutType::Q4_0,
+            "q8_0" => OutType::Q8_0,
+            "f16" => OutType::F16,
+            "bf16" => OutType::BF16,
+            "f32" => OutType::F32,
+            _ => return Err(format!("unknown type '{s}': expected q4_0, q8_0, f16, bf16 or f32")),
+        })
+    }
+}
+
+impl OutType {
+    /// llama.cpp's `general.file_type` (enum llama_ftype).
+    fn file_type(self) -> u32 {
+        match self {
+            OutType::F32 => 0,
+            OutType::F16 => 1,
+            OutType::Q4_0 => 2,
+            OutType::Q8_0 => 7,
+            OutType::BF16 => 32,
+        }
+    }
+}
+
+/// One Hugging Face tensor (or a run of its rows) feeding an output tensor.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub hf_name: String,
+    /// [n_rows, n_cols], outermost first as safetensors stores it.
+    pub shape: Vec<usize>,
+    /// Heads for llama.cpp's Q/K row permutation (Hugging Face rotates halves of each head, ggml
+    /// rotates adjacent pairs): output row 2i+j of a head reads source row j·head_dim/2 + i.
+    pub permute_heads: Option<usize>,
+}
+
+impl Source {
+    pub fn n_rows(&self) -> usize {
+        self.shape.first().copied().unwrap_or(1)
+    }
+
+    /// The source row that output row `r` comes from.
+    pub fn source_row(&self, r: usize) -> usize {
+        match self.permute_heads {
+            Some(n_head) => {
+                let hd = self.n_rows() / n_head;
+                let (h, w) = (r / hd, r % hd);
+                let (i, j) = (w / 2, w % 2);
+                h * hd + j * (hd / 2) + i
+            }
+            None => r,
+        }
+    }
+}
+
+/// One output tensor.
+#[derive(Clone, Debug)]
+pub struct TensorPlan {
+    pub name: String,
+    pub ty: GgmlType,
+    /// GGUF dims, innermost first.
+    pub dims: Vec<u64>,
+    /// Concatenated in order (the experts of a stacked tensor).
+    pub sources: Vec<Source>,
+}
+
+impl TensorPlan {
+    pub fn n_cols(&self) -> usize {
+        self.dims[0] as usize
+    }
+
+    pub fn input_bytes(&self, w: &HfWeights) -> u64 {
+        self.sources
+            .iter()
+            .map(|s| {
+                let esz = w.tensors.get(&s.hf_name).map_or(0, |t| dtype_size(t.dtype));
+                (s.shape.iter().product::<usize>() * esz) as u64
+            })
+            .sum()
+    }
+}
+
+/// Kinds of tensor that get different types.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Norm,
+    Router,
+    Embedding,
+    Output,
+    AttnKv,
+    Matrix,
+}
+
+/// llama.cpp's choices: norms and the router stay F32; for q4_0 the output matrix goes to Q8_0 and,
+/// in 8-expert models, attn_k and attn_v too; a matrix whose rows are not whole blocks falls back
+/// to F16. `pure` applies the chosen type to every matrix.
+fn choose(kind: Kind, n_cols: usize, opts: QuantizeOptions, n_expert: usize) -> GgmlType {
+    let base = opts.ty.ggml();
+    let ty = match kind {
+        Kind::Norm | Kind::Router => return GgmlType::F32,
+        _ if opts.pure => base,
+        Kind::Output if opts.ty == OutType::Q4_0 => GgmlType::Q8_0,
+        Kind::AttnKv if opts.ty == OutType::Q4_0 && n_expert == 8 => GgmlType::Q8_0,
+        Kind::Embedding | Kind::Output | Kind::AttnKv | Kind::Matrix => base,
+    };
+    if n_cols % ty.block_size() != 0 {
+        GgmlType::F16
+    } else {
+        ty
+    }
+}
+
+/// Plans every output tensor, in llama.cpp's order (embedding, layers, output norm, output).
+pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<TensorPlan>> {
+    let (n_embd, n_ff, n_vocab) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let (n_head, n_head_kv, hd) = (cfg.num_attention_heads, cfg.n_head_kv(), cfg.head_dim());
+    let n_expert = cfg.num_local_experts;
+    let mut out = Vec::new();
+    let mut add = |name: String, kind: Kind, sources: Vec<Source>, dims: Vec<u64>| {
+        let ty = choose(kind, dims[0] as usize, opts, n_expert);
+        out.push(TensorPlan { name, ty, dims, sources });
+    };
+    let src = |hf: String, shape: Vec<usize>, permute_heads: Option<usize>| Source { hf_name: hf, shape, permute_heads };
+    let mat = |hf: String, rows: usize, cols: usize| vec![src(hf, vec![rows, cols], None)];
+    let vec1 = |hf: String, n: usize| vec![src(hf, vec![n], None)];
+
+    add("token_embd.weight".into(), Kind::Embedding, mat("model.embed_tokens.weight".into(), n_vocab, n_embd), vec![n_embd as u64, n_vocab as u64]);
+    for il in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{il}");
+        let g = |s: &str| format!("blk.{il}.{s}");
+        let (e, f, q, kv) = (n_embd as u64, n_ff as u64, (n_head * hd) as u64, (n_head_kv * hd) as u64);
+        add(g("attn_norm.weight"), Kind::Norm, vec1(format!("{p}.input_layernorm.weight"), n_embd), vec![e]);
+        add(g("attn_q.weight"), Kind::Matrix, vec![src(format!("{p}.self_attn.q_proj.weight"), vec![n_head * hd, n_embd], Some(n_head))], vec![e, q]);
+        add(g("attn_k.weight"), Kind::AttnKv, vec![src(format!("{p}.self_attn.k_proj.weight"), vec![n_head_kv * hd, n_embd], Some(n_head_kv))], vec![e, kv]);
+        add(g("attn_v.weight"), Kind::AttnKv, mat(format!("{p}.self_attn.v_proj.weight"), n_head_kv * hd, n_embd), vec![e, kv]);
+        add(g("attn_output.weight"), Kind::Matrix, mat(format!("{p}.self_attn.o_proj.weight"), n_embd, n_head * hd), vec![q, e]);
+        add(g("ffn_norm.weight"), Kind::Norm, vec1(format!("{p}.post_attention_layernorm.weight"), n_embd), vec![e]);
+        add(g("ffn_gate_inp.weight"), Kind::Router, mat(format!("{p}.block_sparse_moe.gate.weight"), n_expert, n_embd), vec![e, n_expert as u64]);
+        let experts = |wn: &str, rows: usize, cols: usize| -> Vec<Source> {
+            (0..n_expert)
+                .map(|x| src(format!("{p}.block_sparse_moe.experts.{x}.{wn}.weight"), vec![rows, cols], None))
+                .collect()
+        };
+        let ne = n_expert as u64;
+        add(g("ffn_gate_exps.weight"), Kind::Matrix, experts("w1", n_ff, n_embd), vec![e, f, ne]);
+        add(g("ffn_down_exps.weight"), Kind::Matrix, experts("w2", n_embd, n_ff), vec![f, e, ne]);
+        add(g("ffn_up_exps.weight"), Kind::Matrix, experts("w3", n_ff, n_embd), vec![e, f, ne]);
+    }
+    add("output_norm.weight".into(), Kind::Norm, vec1("model.norm.weight".into(), n_embd), vec![n_embd as u64]);
+    let lm_head = if cfg.tie_word_embeddings && !w.tensors.contains_key("lm_head.weight") {
+        "model.embed_tokens.weight"
+    } else {
+        "lm_head.weight"
+    };
+    add("output.weight".into(), Kind::Output, mat(lm_head.into(), n_vocab, n_embd), vec![n_embd as u64, n_vocab as u64]);
+    // Check every source up front: a missing tensor or wrong shape fails before anything is written.
+    for t in &out {
+        for s in &t.sources {
+            w.get(&s.hf_name, &s.shape)?;
+            if let Some(h) = s.permute_heads {
+                if s.n_rows() % (2 * h) != 0 {
+                    return Err(Error::Convert {
+                        what: format!("tensor '{}': {} rows do not split into {h} heads of even size", s.hf_name, s.n_rows()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The metadata llama.cpp's converter writes for Mixtral (architecture `llama`), and the tokenizer.
+pub fn add_metadata(p: &mut GgufPlan, cfg: &HfConfig, vocab: &Vocab, name: &str, ty: OutType) -> Result<()> {
+    let a = "llama";
+    p.add_kv("general.architecture", a)?;
+    p.add_kv("general.name", name)?;
+    p.add_kv("general.file_type", ty.file_type())?;
+    p.add_kv("general.quantization_version", 2u32)?;
+    p.add_kv(format!("{a}.vocab_size"), cfg.vocab_size as u32)?;
+    p.add_kv(format!("{a}.context_length"), cfg.max_position_embeddings as u32)?;
+    p.add_kv(format!("{a}.embedding_length"), cfg.hidden_size as u32)?;
+    p.add_kv(format!("{a}.block_count"), cfg.num_hidden_layers as u32)?;
+    p.add_kv(format!("{a}.feed_forward_length"), cfg.intermediate_size as u32)?;
+    p.add_kv(format!("{a}.rope.dimension_count"), cfg.head_dim() as u32)?;
+    p.add_kv(format!("{a}.rope.freq_base"), cfg.rope_theta() as f32)?;
+    p.add_kv(format!("{a}.attention.head_count"), cfg.num_attention_heads as u32)?;
+    p.add_kv(format!("{a}.attention.head_count_kv"), cfg.n_head_kv() as u32)?;
+    if cfg.head_dim.is_some() {
+        p.add_kv(format!("{a}.attention.key_length"), cfg.head_dim() as u32)?;
+        p.add_kv(format!("{a}.attention.value_length"), cfg.head_dim() as u32)?;
+    }
+    p.add_kv(format!("{a}.attention.layer_norm_rms_epsilon"), cfg.rms_norm_eps as f32)?;
+    p.add_kv(format!("{a}.expert_count"), cfg.num_local_experts as u32)?;
+    p.add_kv(format!("{a}.expert_used_count"), cfg.num_experts_per_tok as u32)?;
+    if let Some(w) = cfg.sliding_window {
+        p.add_kv(format!("{a}.attention.sliding_window"), w as u32)?;
+    }
+    p.add_kv("tokenizer.ggml.model", "llama")?;
+    p.add_kv("tokenizer.ggml.tokens", Array::strings(vocab.tokens.iter().cloned()))?;
+    p.add_kv("tokenizer.ggml.scores", Array::of(ValueType::F32, vocab.scores.iter().copied()))?;
+    p.add_kv("tokenizer.ggml.token_type", Array::of(ValueType::I32, vocab.token_types.iter().copied()))?;
+    p.add_kv("tokenizer.ggml.bos_token_id", vocab.bos_id)?;
+    p.add_kv("tokenizer.ggml.eos_token_id", vocab.eos_id)?;
+    p.add_kv("tokenizer.ggml.unknown_token_id", vocab.unk_id)?;
+    p.add_kv("tokenizer.ggml.add_bos_token", vocab.add_bos)?;
+    p.add_kv("tokenizer.ggml.add_eos_token", vocab.add_eos)?;
+    if let Some(t) = &vocab.chat_template {
+        p.add_kv("tokenizer.chat_template", t.as_str())?;
+    }
+    Ok(())
+}
