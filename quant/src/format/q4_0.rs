@@ -1,0 +1,56 @@
+//! Q4_0: 32 elements as an f16 scale and 32 4-bit quants; value = d * (q - 8).
+//!
+//! Element `j` (0..16) is the low nibble of `qs[j]`, element `j + 16` the high nibble.
+//! Quantize: `max` is the element of largest magnitude with its sign, `d = max / -8`,
+//! `q = min(15, trunc(x / d + 8.5))`.
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use super::{argmax_abs, f16_to_f32, f32_to_f16, inv_or_zero, Block, QuantizeBlock};
+use crate::GgmlType;
+
+/// Elements per block.
+pub const QK4_0: usize = 32;
+
+/// One Q4_0 block (18 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ4_0 {
+    /// Scale.
+    pub d: f16,
+    /// Nibbles: low = elements 0..16, high = elements 16..32.
+    pub qs: [u8; QK4_0 / 2],
+}
+
+const _: () = assert!(size_of::<BlockQ4_0>() == 18);
+
+impl Block<QK4_0> for BlockQ4_0 {
+    const TYPE: GgmlType = GgmlType::Q4_0;
+
+    fn dequantize(&self, out: &mut [f32; QK4_0]) {
+        let d = f16_to_f32(self.d);
+        for (j, &q) in self.qs.iter().enumerate() {
+            out[j] = d * f32::from((q & 0x0f) as i8 - 8);
+            out[j + QK4_0 / 2] = d * f32::from((q >> 4) as i8 - 8);
+        }
+    }
+}
+
+impl QuantizeBlock<QK4_0> for BlockQ4_0 {
+    fn quantize(x: &[f32; QK4_0]) -> Self {
+        let max = x[argmax_abs(x)];
+        let d = max / -8.0;
+        let id = inv_or_zero(d);
+        // `as u8` saturates (NaN -> 0); in range for finite input, as in the reference.
+        let q = |v: f32| ((v * id + 8.5).trunc() as u8).min(15);
+        let mut qs = [0u8; QK4_0 / 2];
+        for (j, b) in qs.iter_mut().enumerate() {
+            *b = q(x[j]) | (q(x[j + QK4_0 / 2]) << 4);
+        }
+        Self {
+            d: f32_to_f16(d),
+            qs,
+        }
+    }
+}
