@@ -2,10 +2,13 @@
 //!
 //! - [`types`]: the type table (ids, names, block geometry).
 //! - [`format`]: one module per block type: `#[repr(C)]` block, scalar quantize / dequantize (the spec).
+//! - [`matmul`]: row-parallel gemv / gemm drivers over [`Matrix`] views.
 
 pub mod format;
+pub mod matmul;
 pub mod types;
 
+pub use matmul::Matrix;
 pub use types::{GgmlType, ALL_TYPES, QK_K};
 
 /// Errors from quantizing, dequantizing or multiplying blocks.
