@@ -22,6 +22,18 @@ pub enum Error {
     Convert { what: String },
     #[error(transparent)]
     Quant(#[from] smoe_quant::QuantError),
+    /// A tokenizer.json / tokenizer_config.json that cannot be read as a SentencePiece-style vocabulary.
+    #[error("{path}: {msg}")]
+    TokenizerFile { path: PathBuf, msg: String },
+    /// A vocabulary (from GGUF metadata or converted) that is inconsistent.
+    #[error("invalid vocabulary: {0}")]
+    Vocab(String),
+    /// The Hugging Face `tokenizers` library failed, or a token id is out of range.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A chat template that does not parse, or that raised an exception while rendering.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
 }
 
 /// Result alias for the smoe library.

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod gguf;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use smoe_quant as quant;
