@@ -254,11 +254,11 @@ impl Value {
             Value::I16(v) => v.to_string(),
             Value::U32(v) => v.to_string(),
             Value::I32(v) => v.to_string(),
-            Value::F32(v) => v.to_string(),
+            Value::F32(v) => format!("{v:?}"),
             Value::Bool(v) => v.to_string(),
             Value::U64(v) => v.to_string(),
             Value::I64(v) => v.to_string(),
-            Value::F64(v) => v.to_string(),
+            Value::F64(v) => format!("{v:?}"),
         }
     }
 }
