@@ -1,6 +1,7 @@
 //! Our reader against the ground truth: `all_types.gguf` was written by llama.cpp's `gguf` Python
 //! package and `all_types.expected.json` / `all_types.tensor_fnv.json` are what that package reads
 //! back (tools/gen_gguf_fixture.py).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

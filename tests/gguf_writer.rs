@@ -1,5 +1,6 @@
 //! The streaming writer: round trip through our reader, the committed `ours.gguf` (checked by the
 //! `gguf` Python package: `tools/gen_gguf_fixture.py --check-ours`), and misuse errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
 
 mod common;
 
