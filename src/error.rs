@@ -20,6 +20,16 @@ pub enum Error {
     /// A checkpoint that cannot be converted.
     #[error("{what}")]
     Convert { what: String },
+    /// A GGUF file that is malformed or does not hold what was asked of it. `what` names the key
+    /// or tensor and what was expected.
+    #[error("{}: {what}", path.display())]
+    Gguf { path: PathBuf, what: String },
+    /// The GGUF writer was used out of order, or given data that does not match what was declared.
+    #[error("gguf writer: {what}")]
+    GgufWrite { what: String },
+    /// The GGUF writer's output failed.
+    #[error("gguf writer: write failed")]
+    GgufWriteIo(#[source] std::io::Error),
     #[error(transparent)]
     Quant(#[from] smoe_quant::QuantError),
     /// A tokenizer.json / tokenizer_config.json that cannot be read as a SentencePiece-style vocabulary.

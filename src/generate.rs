@@ -84,8 +84,13 @@ impl<'m, 'a> Session<'m, 'a> {
         self.tokens.truncate(n);
     }
 
-    /// Appends `ids` to the sequence; returns the logits [n_vocab] after the last one.
-    pub fn feed(&mut self, ids: &[u32]) -> Result<&[f32]> {
+    /// Logits [n_vocab] after the last token fed.
+    pub fn logits(&self) -> &[f32] {
+        self.scratch.logits_row(0, self.model.cfg.n_vocab)
+    }
+
+    /// Appends `ids` to the sequence; [`Session::logits`] then holds the logits after the last one.
+    pub fn feed(&mut self, ids: &[u32]) -> Result<()> {
         if ids.is_empty() {
             return Err(Error::Model {
                 what: "nothing to feed: the token list is empty".into(),
@@ -108,10 +113,11 @@ impl<'m, 'a> Session<'m, 'a> {
                 seq: 0,
                 logits: i + 1 == chunk.len(),
             }));
-            self.model.forward(&batch, &mut self.kv, &mut self.scratch)?;
+            self.model
+                .forward(&batch, &mut self.kv, &mut self.scratch)?;
             self.tokens.extend_from_slice(chunk);
         }
-        Ok(self.scratch.logits_row(0, self.model.cfg.n_vocab))
+        Ok(())
     }
 
     /// Feeds `prompt`, then samples up to `max_new` tokens, calling `on_token` with each (it
@@ -125,10 +131,8 @@ impl<'m, 'a> Session<'m, 'a> {
         mut on_token: impl FnMut(u32) -> bool,
     ) -> Result<GenStats> {
         let t0 = Instant::now();
-        let mut next = {
-            let logits = self.feed(prompt)?;
-            sampler.sample(logits, &self.tokens)
-        };
+        self.feed(prompt)?;
+        let mut next = sampler.sample(self.logits(), &self.tokens);
         let prompt_time = t0.elapsed();
         let t1 = Instant::now();
         let mut generated = 0;
@@ -146,8 +150,8 @@ impl<'m, 'a> Session<'m, 'a> {
             if self.tokens.len() >= self.n_ctx() {
                 break Finish::Context;
             }
-            let logits = self.feed(&[next])?;
-            next = sampler.sample(logits, &self.tokens);
+            self.feed(&[next])?;
+            next = sampler.sample(self.logits(), &self.tokens);
         };
         Ok(GenStats {
             prompt_tokens: prompt.len(),

@@ -1,7 +1,18 @@
 //! smoe: CPU inference for sparse Mixture-of-Experts language models (Mixtral), from GGUF files.
+//!
+//! - [`gguf`]: the container (mmap reader, streaming writer, inspect).
+//! - [`model`]: Mixtral config, typed weights borrowed from the map, the forward pass.
+//! - [`tokenizer`]: SentencePiece-BPE tokenizer from GGUF metadata or tokenizer.json; chat templates.
+//! - [`sampler`], [`generate`], [`perplexity`]: what the commands run.
+//! - [`convert`]: Hugging Face safetensors → GGUF.
 
+pub mod convert;
 pub mod error;
+pub mod generate;
 pub mod gguf;
+pub mod model;
+pub mod perplexity;
+pub mod sampler;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

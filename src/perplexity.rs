@@ -36,7 +36,12 @@ pub fn perplexity(
     p: PerplexityParams,
     mut on_chunk: impl FnMut(usize, f64),
 ) -> Result<Perplexity> {
-    let PerplexityParams { n_ctx, max_chunks, n_batch, cache } = p;
+    let PerplexityParams {
+        n_ctx,
+        max_chunks,
+        n_batch,
+        cache,
+    } = p;
     if n_ctx < 4 {
         return Err(Error::Model {
             what: format!("perplexity needs a context of at least 4 tokens, got {n_ctx}"),

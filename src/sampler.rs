@@ -207,7 +207,10 @@ mod tests {
             (0..40).map(|_| s.sample(&l, &[])).collect::<Vec<_>>()
         };
         assert_eq!(draw(&cfg), draw(&cfg));
-        let other = SamplerConfig { seed: 7, ..cfg.clone() };
+        let other = SamplerConfig {
+            seed: 7,
+            ..cfg.clone()
+        };
         assert_ne!(draw(&cfg), draw(&other));
     }
 

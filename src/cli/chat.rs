@@ -52,7 +52,10 @@ pub fn run(a: ChatArgs) -> Result<()> {
             }
         })?;
     }
-    eprintln!("smoe chat: {} — type a message; Ctrl-C stops a reply, Ctrl-D quits.", a.model.model.display());
+    eprintln!(
+        "smoe chat: {} — type a message; Ctrl-C stops a reply, Ctrl-D quits.",
+        a.model.model.display()
+    );
     let mut messages: Vec<ChatMessage> = Vec::new();
     let stdin = std::io::stdin();
     let mut line = String::new();
@@ -77,24 +80,38 @@ pub fn run(a: ChatArgs) -> Result<()> {
             messages.drain(..2.min(messages.len() - 1));
         };
         if ids.len() + 1 >= n_ctx {
-            eprintln!("smoe: this message alone ({} tokens) does not fit in the context of {n_ctx}", ids.len());
+            eprintln!(
+                "smoe: this message alone ({} tokens) does not fit in the context of {n_ctx}",
+                ids.len()
+            );
             messages.pop();
             continue;
         }
-        let keep = ids.iter().zip(session.tokens()).take_while(|(a, b)| a == b).count().min(ids.len() - 1);
+        let keep = ids
+            .iter()
+            .zip(session.tokens())
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len() - 1);
         session.truncate(keep);
         let mut dec = tok.stream_decoder();
         let mut reply = String::new();
         let mut out = std::io::stdout().lock();
         stop.store(false, Ordering::SeqCst);
         generating.store(true, Ordering::SeqCst);
-        let r = session.generate(&ids[keep..], a.n_predict, &mut sampler, &[tok.eos()], |id| {
-            if let Ok(piece) = dec.push(id) {
-                let _ = out.write_all(piece.as_bytes()).and_then(|_| out.flush());
-                reply.push_str(&piece);
-            }
-            !stop.load(Ordering::SeqCst)
-        });
+        let r = session.generate(
+            &ids[keep..],
+            a.n_predict,
+            &mut sampler,
+            &[tok.eos()],
+            |id| {
+                if let Ok(piece) = dec.push(id) {
+                    let _ = out.write_all(piece.as_bytes()).and_then(|_| out.flush());
+                    reply.push_str(&piece);
+                }
+                !stop.load(Ordering::SeqCst)
+            },
+        );
         generating.store(false, Ordering::SeqCst);
         let tail = dec.finish();
         reply.push_str(&tail);

@@ -70,22 +70,24 @@ impl SampleArgs {
 pub fn init_threads(threads: Option<usize>) -> Result<usize> {
     let n = threads.unwrap_or_else(num_cpus::get_physical).max(1);
     // A second call (tests, embedding) keeps the first pool.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     Ok(rayon::current_num_threads())
 }
 
 /// Opens the model file and builds its tokenizer; returns the seconds it took.
 pub fn open_model(args: &ModelArgs) -> Result<(GgufFile, Tokenizer, f64)> {
     let t0 = Instant::now();
-    let file = GgufFile::open(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    let file =
+        GgufFile::open(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
     let tok = load_tokenizer(&file, args.tokenizer.as_deref())?;
     Ok((file, tok, t0.elapsed().as_secs_f64()))
 }
 
 pub fn load_tokenizer(file: &GgufFile, json: Option<&Path>) -> Result<Tokenizer> {
-    let vocab = Vocab::from_gguf(file)?;
     Ok(match json {
-        Some(p) => Tokenizer::from_tokenizer_json(p, &vocab)?,
-        None => Tokenizer::from_vocab(&vocab)?,
+        Some(p) => Tokenizer::from_tokenizer_json(p, None)?,
+        None => Tokenizer::from_vocab(&Vocab::from_gguf(file)?)?,
     })
 }

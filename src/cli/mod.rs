@@ -1,12 +1,24 @@
 //! Subcommands, one file each. Thin: parse, call the library, print.
 
+mod chat;
+mod common;
+mod inspect;
+mod perplexity;
+mod quantize;
+mod run;
+mod tokenize;
+
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "smoe",
     version,
-    about = "CPU inference for sparse Mixture-of-Experts models (Mixtral) from GGUF files"
+    about = "CPU inference for sparse Mixture-of-Experts models (Mixtral) from GGUF files",
+    long_about = "CPU inference for sparse Mixture-of-Experts models (Mixtral) from GGUF files.\n\n\
+        Weights are memory-mapped and read in place; only the experts the router picks are read."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -14,11 +26,36 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Complete a prompt, streaming the completion to stdout.
+    Run(run::RunArgs),
+    /// Chat interactively; the conversation stays in the KV cache between turns.
+    Chat(chat::ChatArgs),
+    /// Convert a Hugging Face Mixtral folder (safetensors) to GGUF: q4_0, q8_0, f16, bf16, f32.
+    Quantize(quantize::QuantizeArgs),
+    /// Perplexity of a text, computed exactly as llama.cpp's llama-perplexity does.
+    Perplexity(perplexity::PerplexityArgs),
+    /// Print the token ids of a text.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Show a GGUF file's metadata, tensor table and parameter counts (or --json).
+    Inspect(inspect::Args),
+}
 
-// `Command` has no variants yet, so everything after parsing is unreachable; drop this with the first one.
-#[allow(unreachable_code, unused_variables)]
-pub fn main() -> std::process::ExitCode {
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    let result = match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Chat(a) => chat::run(a),
+        Command::Quantize(a) => quantize::run(a),
+        Command::Perplexity(a) => perplexity::run(a),
+        Command::Tokenize(a) => tokenize::run(a),
+        Command::Inspect(a) => inspect::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -36,7 +36,8 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
     init_threads(a.model.threads)?;
     let (file, tok, _) = open_model(&a.model)?;
     let model = Mixtral::load(&file)?;
-    let text = std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
     let tokens = tok.encode(&text, true)?;
     eprintln!("smoe: {} tokens; chunks of {}", tokens.len(), a.ctx);
     let params = PerplexityParams {
@@ -52,7 +53,10 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
         }
     })?;
     if a.json {
-        println!("{}", json!({"n_ctx": r.n_ctx, "chunks": r.chunks, "n_scored": r.n_scored, "perplexity": r.ppl}));
+        println!(
+            "{}",
+            json!({"n_ctx": r.n_ctx, "chunks": r.chunks, "n_scored": r.n_scored, "perplexity": r.ppl})
+        );
     } else {
         eprintln!();
         println!("perplexity: {:.4}", r.ppl);

@@ -39,7 +39,15 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let s = quantize(&a.input, &a.output, QuantizeOptions { ty: a.ty, pure: a.pure }, &progress)?;
+    let s = quantize(
+        &a.input,
+        &a.output,
+        QuantizeOptions {
+            ty: a.ty,
+            pure: a.pure,
+        },
+        &progress,
+    )?;
     bar.finish_and_clear();
     let secs = s.elapsed.as_secs_f64();
     eprintln!(

@@ -59,7 +59,14 @@ pub fn run(a: RunArgs) -> Result<()> {
         bail!("the prompt has {} tokens, which does not leave room in the context of {n_ctx} (raise --ctx)", prompt_ids.len());
     }
     let cfg = a.sample.config();
-    eprintln!("smoe: {} | {} layers, {} experts ({} used) | {threads} threads | seed {}", a.model.model.display(), model.cfg.n_layer, model.cfg.n_expert, model.cfg.n_expert_used, cfg.seed);
+    eprintln!(
+        "smoe: {} | {} layers, {} experts ({} used) | {threads} threads | seed {}",
+        a.model.model.display(),
+        model.cfg.n_layer,
+        model.cfg.n_expert,
+        model.cfg.n_expert_used,
+        cfg.seed
+    );
     let mut sampler = Sampler::new(cfg, model.cfg.n_vocab);
     let mut session = Session::new(&model, n_ctx, a.batch, a.cache_type);
     let mut dec = tok.stream_decoder();

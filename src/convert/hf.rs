@@ -49,7 +49,8 @@ impl HfConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: HfConfig = serde_json::from_str(&text).map_err(|e| convert_err(path, format!("not a Mixtral config: {e}")))?;
+        let cfg: HfConfig = serde_json::from_str(&text)
+            .map_err(|e| convert_err(path, format!("not a Mixtral config: {e}")))?;
         let is_mixtral = cfg.model_type.as_deref() == Some("mixtral")
             || cfg.architectures.iter().any(|a| a == "MixtralForCausalLM");
         if !is_mixtral {
@@ -61,8 +62,13 @@ impl HfConfig {
                 ),
             ));
         }
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 && cfg.head_dim.is_none() {
-            return Err(convert_err(path, "num_attention_heads must divide hidden_size".into()));
+        if cfg.num_attention_heads == 0
+            || cfg.hidden_size % cfg.num_attention_heads != 0 && cfg.head_dim.is_none()
+        {
+            return Err(convert_err(
+                path,
+                "num_attention_heads must divide hidden_size".into(),
+            ));
         }
         Ok(cfg)
     }
@@ -72,7 +78,8 @@ impl HfConfig {
     }
 
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
     pub fn rope_theta(&self) -> f64 {
@@ -104,29 +111,44 @@ impl HfWeights {
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
         let files: Vec<PathBuf> = if index.exists() {
-            let text = std::fs::read_to_string(&index).map_err(|source| Error::Io { path: index.clone(), source })?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| convert_err(&index, format!("invalid JSON: {e}")))?;
+            let text = std::fs::read_to_string(&index).map_err(|source| Error::Io {
+                path: index.clone(),
+                source,
+            })?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| convert_err(&index, format!("invalid JSON: {e}")))?;
             let map = v
                 .get("weight_map")
                 .and_then(|m| m.as_object())
                 .ok_or_else(|| convert_err(&index, "no \"weight_map\" object".into()))?;
-            let mut names: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
+            let mut names: Vec<String> = map
+                .values()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect();
             names.sort();
             names.dedup();
             names.into_iter().map(|n| dir.join(n)).collect()
         } else if single.exists() {
             vec![single]
         } else {
-            return Err(convert_err(dir, "neither model.safetensors nor model.safetensors.index.json is here".into()));
+            return Err(convert_err(
+                dir,
+                "neither model.safetensors nor model.safetensors.index.json is here".into(),
+            ));
         };
         let mut shards = Vec::with_capacity(files.len());
         let mut tensors = HashMap::new();
         for (si, path) in files.into_iter().enumerate() {
-            let file = File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            let file = File::open(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
             // SAFETY: the checkpoint is mapped read-only and treated as immutable while we convert
             // it; a concurrent writer truncating it could fault this process, as with any mmap reader.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io { path: path.clone(), source })?;
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
             let (header_len, meta) = SafeTensors::read_metadata(&map)
                 .map_err(|e| convert_err(&path, format!("not a valid safetensors file: {e}")))?;
             let base = 8 + header_len;
@@ -134,11 +156,22 @@ impl HfWeights {
                 let (a, b) = info.data_offsets;
                 let range = (base + a)..(base + b);
                 if range.end > map.len() || a > b {
-                    return Err(convert_err(&path, format!("tensor '{name}' data runs past the end of the file")));
+                    return Err(convert_err(
+                        &path,
+                        format!("tensor '{name}' data runs past the end of the file"),
+                    ));
                 }
-                let t = HfTensor { shard: si, dtype: info.dtype, shape: info.shape.clone(), range };
+                let t = HfTensor {
+                    shard: si,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    range,
+                };
                 if tensors.insert(name.clone(), t).is_some() {
-                    return Err(convert_err(&path, format!("tensor '{name}' appears in more than one shard")));
+                    return Err(convert_err(
+                        &path,
+                        format!("tensor '{name}' appears in more than one shard"),
+                    ));
                 }
             }
             shards.push((path, map));
@@ -153,12 +186,18 @@ impl HfWeights {
         })?;
         if t.shape != shape {
             return Err(Error::Convert {
-                what: format!("tensor '{name}' has shape {:?}, expected {shape:?}", t.shape),
+                what: format!(
+                    "tensor '{name}' has shape {:?}, expected {shape:?}",
+                    t.shape
+                ),
             });
         }
         if !matches!(t.dtype, Dtype::BF16 | Dtype::F16 | Dtype::F32) {
             return Err(Error::Convert {
-                what: format!("tensor '{name}' is {:?}; supported are bf16, f16 and f32", t.dtype),
+                what: format!(
+                    "tensor '{name}' is {:?}; supported are bf16, f16 and f32",
+                    t.dtype
+                ),
             });
         }
         Ok(t)
@@ -178,7 +217,9 @@ impl HfWeights {
         if end > start {
             // SAFETY: DONTNEED on a read-only, file-backed private mapping only drops our page-table
             // entries; later reads fault the same file bytes back in, so no borrowed data changes.
-            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
         }
     }
 }

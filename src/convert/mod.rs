@@ -48,12 +48,20 @@ const SLAB_ELEMENTS: usize = 1 << 22;
 /// Converts the model folder `input` into the GGUF file `output`. `progress(done, total)` reports
 /// input bytes consumed. The file is written under a temporary name in the output folder and renamed
 /// at the end, so an interrupted run never leaves a file that looks valid.
-pub fn quantize(input: &Path, output: &Path, opts: QuantizeOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Summary> {
+pub fn quantize(
+    input: &Path,
+    output: &Path,
+    opts: QuantizeOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Summary> {
     let t0 = Instant::now();
     let cfg = HfConfig::read(&input.join("config.json"))?;
     let weights = HfWeights::open(input)?;
     let config_path = input.join("tokenizer_config.json");
-    let vocab = Vocab::from_tokenizer_json(&input.join("tokenizer.json"), config_path.exists().then_some(config_path.as_path()))?;
+    let vocab = Vocab::from_tokenizer_json(
+        &input.join("tokenizer.json"),
+        config_path.exists().then_some(config_path.as_path()),
+    )?;
     if vocab.tokens.len() != cfg.vocab_size {
         return Err(Error::Convert {
             what: format!(
@@ -78,13 +86,23 @@ pub fn quantize(input: &Path, output: &Path, opts: QuantizeOptions, progress: &(
     }
     let input_bytes: u64 = tensors.iter().map(|t| t.input_bytes(&weights)).sum();
 
-    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let file_name = output.file_name().ok_or_else(|| Error::Convert {
         what: format!("{}: not a file name", output.display()),
     })?;
-    let tmp = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
-        let file = File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        let file = File::create(&tmp).map_err(|source| Error::Io {
+            path: tmp.clone(),
+            source,
+        })?;
         let mut w = gplan.begin(BufWriter::with_capacity(1 << 22, file))?;
         let mut done = 0u64;
         let mut slab_f32 = Vec::new();
@@ -95,9 +113,18 @@ pub fn quantize(input: &Path, output: &Path, opts: QuantizeOptions, progress: &(
             progress(done, input_bytes);
         }
         let buf = w.finish()?;
-        let file = buf.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
-        file.sync_all().map_err(|source| Error::Io { path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, output).map_err(|source| Error::Io { path: output.to_path_buf(), source })
+        let file = buf.into_inner().map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(|source| Error::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, output).map_err(|source| Error::Io {
+            path: output.to_path_buf(),
+            source,
+        })
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -123,9 +150,14 @@ fn write_tensor<W: std::io::Write>(
     slab_out: &mut Vec<u8>,
 ) -> Result<()> {
     let n_cols = t.n_cols();
-    let row_bytes = t.ty.row_bytes(n_cols as u64).ok_or_else(|| Error::Convert {
-        what: format!("tensor '{}': rows of {n_cols} are not whole {} blocks", t.name, t.ty),
-    })? as usize;
+    let row_bytes =
+        t.ty.row_bytes(n_cols as u64)
+            .ok_or_else(|| Error::Convert {
+                what: format!(
+                    "tensor '{}': rows of {n_cols} are not whole {} blocks",
+                    t.name, t.ty
+                ),
+            })? as usize;
     let rows_per_slab = (SLAB_ELEMENTS / n_cols).max(1);
     for src in &t.sources {
         let ht = weights.get(&src.hf_name, &src.shape)?;
@@ -144,7 +176,11 @@ fn write_tensor<W: std::io::Write>(
                 .enumerate()
                 .try_for_each(|(i, (row, out))| {
                     let r = src.source_row(r0 + i);
-                    to_f32(ht.dtype, &bytes[r * n_cols * esz..(r + 1) * n_cols * esz], row);
+                    to_f32(
+                        ht.dtype,
+                        &bytes[r * n_cols * esz..(r + 1) * n_cols * esz],
+                        row,
+                    );
                     quantize_row(ty, row, out)
                 })
                 .map_err(|e| Error::Convert {

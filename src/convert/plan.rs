@@ -28,7 +28,11 @@ impl std::str::FromStr for OutType {
             "f16" => OutType::F16,
             "bf16" => OutType::BF16,
             "f32" => OutType::F32,
-            _ => return Err(format!("unknown type '{s}': expected q4_0, q8_0, f16, bf16 or f32")),
+            _ => {
+                return Err(format!(
+                    "unknown type '{s}': expected q4_0, q8_0, f16, bf16 or f32"
+                ))
+            }
         })
     }
 }
@@ -58,8 +62,12 @@ pub struct Source {
 }
 
 impl Source {
+    /// Rows: the outer dimension of a matrix, 1 for a vector.
     pub fn n_rows(&self) -> usize {
-        self.shape.first().copied().unwrap_or(1)
+        match self.shape.as_slice() {
+            [rows, _] => *rows,
+            _ => 1,
+        }
     }
 
     /// The source row that output row `r` comes from.
@@ -141,41 +149,142 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
     let mut out = Vec::new();
     let mut add = |name: String, kind: Kind, sources: Vec<Source>, dims: Vec<u64>| {
         let ty = choose(kind, dims[0] as usize, opts, n_expert);
-        out.push(TensorPlan { name, ty, dims, sources });
+        out.push(TensorPlan {
+            name,
+            ty,
+            dims,
+            sources,
+        });
     };
-    let src = |hf: String, shape: Vec<usize>, permute_heads: Option<usize>| Source { hf_name: hf, shape, permute_heads };
+    let src = |hf: String, shape: Vec<usize>, permute_heads: Option<usize>| Source {
+        hf_name: hf,
+        shape,
+        permute_heads,
+    };
     let mat = |hf: String, rows: usize, cols: usize| vec![src(hf, vec![rows, cols], None)];
     let vec1 = |hf: String, n: usize| vec![src(hf, vec![n], None)];
 
-    add("token_embd.weight".into(), Kind::Embedding, mat("model.embed_tokens.weight".into(), n_vocab, n_embd), vec![n_embd as u64, n_vocab as u64]);
+    add(
+        "token_embd.weight".into(),
+        Kind::Embedding,
+        mat("model.embed_tokens.weight".into(), n_vocab, n_embd),
+        vec![n_embd as u64, n_vocab as u64],
+    );
     for il in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{il}");
         let g = |s: &str| format!("blk.{il}.{s}");
-        let (e, f, q, kv) = (n_embd as u64, n_ff as u64, (n_head * hd) as u64, (n_head_kv * hd) as u64);
-        add(g("attn_norm.weight"), Kind::Norm, vec1(format!("{p}.input_layernorm.weight"), n_embd), vec![e]);
-        add(g("attn_q.weight"), Kind::Matrix, vec![src(format!("{p}.self_attn.q_proj.weight"), vec![n_head * hd, n_embd], Some(n_head))], vec![e, q]);
-        add(g("attn_k.weight"), Kind::AttnKv, vec![src(format!("{p}.self_attn.k_proj.weight"), vec![n_head_kv * hd, n_embd], Some(n_head_kv))], vec![e, kv]);
-        add(g("attn_v.weight"), Kind::AttnKv, mat(format!("{p}.self_attn.v_proj.weight"), n_head_kv * hd, n_embd), vec![e, kv]);
-        add(g("attn_output.weight"), Kind::Matrix, mat(format!("{p}.self_attn.o_proj.weight"), n_embd, n_head * hd), vec![q, e]);
-        add(g("ffn_norm.weight"), Kind::Norm, vec1(format!("{p}.post_attention_layernorm.weight"), n_embd), vec![e]);
-        add(g("ffn_gate_inp.weight"), Kind::Router, mat(format!("{p}.block_sparse_moe.gate.weight"), n_expert, n_embd), vec![e, n_expert as u64]);
+        let (e, f, q, kv) = (
+            n_embd as u64,
+            n_ff as u64,
+            (n_head * hd) as u64,
+            (n_head_kv * hd) as u64,
+        );
+        add(
+            g("attn_norm.weight"),
+            Kind::Norm,
+            vec1(format!("{p}.input_layernorm.weight"), n_embd),
+            vec![e],
+        );
+        add(
+            g("attn_q.weight"),
+            Kind::Matrix,
+            vec![src(
+                format!("{p}.self_attn.q_proj.weight"),
+                vec![n_head * hd, n_embd],
+                Some(n_head),
+            )],
+            vec![e, q],
+        );
+        add(
+            g("attn_k.weight"),
+            Kind::AttnKv,
+            vec![src(
+                format!("{p}.self_attn.k_proj.weight"),
+                vec![n_head_kv * hd, n_embd],
+                Some(n_head_kv),
+            )],
+            vec![e, kv],
+        );
+        add(
+            g("attn_v.weight"),
+            Kind::AttnKv,
+            mat(
+                format!("{p}.self_attn.v_proj.weight"),
+                n_head_kv * hd,
+                n_embd,
+            ),
+            vec![e, kv],
+        );
+        add(
+            g("attn_output.weight"),
+            Kind::Matrix,
+            mat(format!("{p}.self_attn.o_proj.weight"), n_embd, n_head * hd),
+            vec![q, e],
+        );
+        add(
+            g("ffn_norm.weight"),
+            Kind::Norm,
+            vec1(format!("{p}.post_attention_layernorm.weight"), n_embd),
+            vec![e],
+        );
+        add(
+            g("ffn_gate_inp.weight"),
+            Kind::Router,
+            mat(
+                format!("{p}.block_sparse_moe.gate.weight"),
+                n_expert,
+                n_embd,
+            ),
+            vec![e, n_expert as u64],
+        );
         let experts = |wn: &str, rows: usize, cols: usize| -> Vec<Source> {
             (0..n_expert)
-                .map(|x| src(format!("{p}.block_sparse_moe.experts.{x}.{wn}.weight"), vec![rows, cols], None))
+                .map(|x| {
+                    src(
+                        format!("{p}.block_sparse_moe.experts.{x}.{wn}.weight"),
+                        vec![rows, cols],
+                        None,
+                    )
+                })
                 .collect()
         };
         let ne = n_expert as u64;
-        add(g("ffn_gate_exps.weight"), Kind::Matrix, experts("w1", n_ff, n_embd), vec![e, f, ne]);
-        add(g("ffn_down_exps.weight"), Kind::Matrix, experts("w2", n_embd, n_ff), vec![f, e, ne]);
-        add(g("ffn_up_exps.weight"), Kind::Matrix, experts("w3", n_ff, n_embd), vec![e, f, ne]);
+        add(
+            g("ffn_gate_exps.weight"),
+            Kind::Matrix,
+            experts("w1", n_ff, n_embd),
+            vec![e, f, ne],
+        );
+        add(
+            g("ffn_down_exps.weight"),
+            Kind::Matrix,
+            experts("w2", n_embd, n_ff),
+            vec![f, e, ne],
+        );
+        add(
+            g("ffn_up_exps.weight"),
+            Kind::Matrix,
+            experts("w3", n_ff, n_embd),
+            vec![e, f, ne],
+        );
     }
-    add("output_norm.weight".into(), Kind::Norm, vec1("model.norm.weight".into(), n_embd), vec![n_embd as u64]);
+    add(
+        "output_norm.weight".into(),
+        Kind::Norm,
+        vec1("model.norm.weight".into(), n_embd),
+        vec![n_embd as u64],
+    );
     let lm_head = if cfg.tie_word_embeddings && !w.tensors.contains_key("lm_head.weight") {
         "model.embed_tokens.weight"
     } else {
         "lm_head.weight"
     };
-    add("output.weight".into(), Kind::Output, mat(lm_head.into(), n_vocab, n_embd), vec![n_embd as u64, n_vocab as u64]);
+    add(
+        "output.weight".into(),
+        Kind::Output,
+        mat(lm_head.into(), n_vocab, n_embd),
+        vec![n_embd as u64, n_vocab as u64],
+    );
     // Check every source up front: a missing tensor or wrong shape fails before anything is written.
     for t in &out {
         for s in &t.sources {
@@ -183,7 +292,11 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
             if let Some(h) = s.permute_heads {
                 if s.n_rows() % (2 * h) != 0 {
                     return Err(Error::Convert {
-                        what: format!("tensor '{}': {} rows do not split into {h} heads of even size", s.hf_name, s.n_rows()),
+                        what: format!(
+                            "tensor '{}': {} rows do not split into {h} heads of even size",
+                            s.hf_name,
+                            s.n_rows()
+                        ),
                     });
                 }
             }
@@ -193,35 +306,68 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
 }
 
 /// The metadata llama.cpp's converter writes for Mixtral (architecture `llama`), and the tokenizer.
-pub fn add_metadata(p: &mut GgufPlan, cfg: &HfConfig, vocab: &Vocab, name: &str, ty: OutType) -> Result<()> {
+pub fn add_metadata(
+    p: &mut GgufPlan,
+    cfg: &HfConfig,
+    vocab: &Vocab,
+    name: &str,
+    ty: OutType,
+) -> Result<()> {
     let a = "llama";
     p.add_kv("general.architecture", a)?;
     p.add_kv("general.name", name)?;
     p.add_kv("general.file_type", ty.file_type())?;
     p.add_kv("general.quantization_version", 2u32)?;
     p.add_kv(format!("{a}.vocab_size"), cfg.vocab_size as u32)?;
-    p.add_kv(format!("{a}.context_length"), cfg.max_position_embeddings as u32)?;
+    p.add_kv(
+        format!("{a}.context_length"),
+        cfg.max_position_embeddings as u32,
+    )?;
     p.add_kv(format!("{a}.embedding_length"), cfg.hidden_size as u32)?;
     p.add_kv(format!("{a}.block_count"), cfg.num_hidden_layers as u32)?;
-    p.add_kv(format!("{a}.feed_forward_length"), cfg.intermediate_size as u32)?;
+    p.add_kv(
+        format!("{a}.feed_forward_length"),
+        cfg.intermediate_size as u32,
+    )?;
     p.add_kv(format!("{a}.rope.dimension_count"), cfg.head_dim() as u32)?;
     p.add_kv(format!("{a}.rope.freq_base"), cfg.rope_theta() as f32)?;
-    p.add_kv(format!("{a}.attention.head_count"), cfg.num_attention_heads as u32)?;
-    p.add_kv(format!("{a}.attention.head_count_kv"), cfg.n_head_kv() as u32)?;
+    p.add_kv(
+        format!("{a}.attention.head_count"),
+        cfg.num_attention_heads as u32,
+    )?;
+    p.add_kv(
+        format!("{a}.attention.head_count_kv"),
+        cfg.n_head_kv() as u32,
+    )?;
     if cfg.head_dim.is_some() {
         p.add_kv(format!("{a}.attention.key_length"), cfg.head_dim() as u32)?;
         p.add_kv(format!("{a}.attention.value_length"), cfg.head_dim() as u32)?;
     }
-    p.add_kv(format!("{a}.attention.layer_norm_rms_epsilon"), cfg.rms_norm_eps as f32)?;
+    p.add_kv(
+        format!("{a}.attention.layer_norm_rms_epsilon"),
+        cfg.rms_norm_eps as f32,
+    )?;
     p.add_kv(format!("{a}.expert_count"), cfg.num_local_experts as u32)?;
-    p.add_kv(format!("{a}.expert_used_count"), cfg.num_experts_per_tok as u32)?;
+    p.add_kv(
+        format!("{a}.expert_used_count"),
+        cfg.num_experts_per_tok as u32,
+    )?;
     if let Some(w) = cfg.sliding_window {
         p.add_kv(format!("{a}.attention.sliding_window"), w as u32)?;
     }
     p.add_kv("tokenizer.ggml.model", "llama")?;
-    p.add_kv("tokenizer.ggml.tokens", Array::strings(vocab.tokens.iter().cloned()))?;
-    p.add_kv("tokenizer.ggml.scores", Array::of(ValueType::F32, vocab.scores.iter().copied()))?;
-    p.add_kv("tokenizer.ggml.token_type", Array::of(ValueType::I32, vocab.token_types.iter().copied()))?;
+    p.add_kv(
+        "tokenizer.ggml.tokens",
+        Array::strings(vocab.tokens.iter().cloned()),
+    )?;
+    p.add_kv(
+        "tokenizer.ggml.scores",
+        Array::of(ValueType::F32, vocab.scores.iter().copied()),
+    )?;
+    p.add_kv(
+        "tokenizer.ggml.token_type",
+        Array::of(ValueType::I32, vocab.token_types.iter().copied()),
+    )?;
     p.add_kv("tokenizer.ggml.bos_token_id", vocab.bos_id)?;
     p.add_kv("tokenizer.ggml.eos_token_id", vocab.eos_id)?;
     p.add_kv("tokenizer.ggml.unknown_token_id", vocab.unk_id)?;

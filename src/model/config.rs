@@ -31,7 +31,9 @@ impl Config {
     /// consistent (heads divide evenly, experts used ≤ experts, and so on).
     pub fn from_gguf(h: &GgufHeader) -> Result<Self> {
         let path = h.path().display().to_string();
-        let bad = |what: String| Error::Model { what: format!("{path}: {what}") };
+        let bad = |what: String| Error::Model {
+            what: format!("{path}: {what}"),
+        };
         let arch = h.architecture()?;
         if arch != "llama" {
             return Err(bad(format!(
@@ -121,13 +123,24 @@ impl Config {
             ));
         }
         if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
-            return Err(format!("layer_norm_rms_epsilon {} is not positive", self.rms_eps));
+            return Err(format!(
+                "layer_norm_rms_epsilon {} is not positive",
+                self.rms_eps
+            ));
         }
         if !(self.rope_freq_base.is_finite() && self.rope_freq_base > 0.0) {
-            return Err(format!("rope.freq_base {} is not positive", self.rope_freq_base));
+            return Err(format!(
+                "rope.freq_base {} is not positive",
+                self.rope_freq_base
+            ));
         }
         // Keep every buffer size computable: a hostile file must not make us overflow.
-        let dims = [self.n_embd, self.n_ff, self.n_head * self.head_dim, self.n_vocab];
+        let dims = [
+            self.n_embd,
+            self.n_ff,
+            self.n_head * self.head_dim,
+            self.n_vocab,
+        ];
         if dims.iter().any(|&d| d > (1 << 24)) || self.n_layer > 4096 || self.n_expert > 1024 {
             return Err("hyper-parameters are implausibly large".to_string());
         }

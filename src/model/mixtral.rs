@@ -2,7 +2,6 @@
 //! slot: embed → n_layer × (attention block, MoE block) → output norm → logits.
 
 use smoe_quant::matmul::gemm;
-use smoe_quant::Matrix;
 
 use super::attention::{attend, AttnShape};
 use super::config::Config;
@@ -151,12 +150,27 @@ impl<'a> Mixtral<'a> {
             );
         }
         let m = s.want.len();
-        gemm(&self.w.output, &s.xn[..m * n_embd], m, &mut s.logits[..m * cfg.n_vocab])?;
+        if m == 0 {
+            return Ok(());
+        }
+        gemm(
+            &self.w.output,
+            &s.xn[..m * n_embd],
+            m,
+            &mut s.logits[..m * cfg.n_vocab],
+        )?;
         Ok(())
     }
 
     /// x += attn_output(attention(rope(q), rope(k), v)) for every token of the batch.
-    fn attention_block(&self, il: usize, lw: &LayerWeights, batch: &[BatchToken], kv: &mut KvCache, s: &mut Scratch) -> Result<()> {
+    fn attention_block(
+        &self,
+        il: usize,
+        lw: &LayerWeights,
+        batch: &[BatchToken],
+        kv: &mut KvCache,
+        s: &mut Scratch,
+    ) -> Result<()> {
         let cfg = &self.cfg;
         let (n, n_embd, q_dim, kv_dim) = (batch.len(), cfg.n_embd, cfg.q_dim(), cfg.kv_dim());
         norm_rows(&s.x, &lw.attn_norm, cfg.rms_eps, n, &mut s.xn);
@@ -165,13 +179,23 @@ impl<'a> Mixtral<'a> {
         gemm(&lw.wk, xn, n, &mut s.k[..n * kv_dim])?;
         gemm(&lw.wv, xn, n, &mut s.v[..n * kv_dim])?;
         for (t, tok) in batch.iter().enumerate() {
-            self.rope.apply(&mut s.q[t * q_dim..(t + 1) * q_dim], cfg.head_dim, tok.pos);
-            self.rope.apply(&mut s.k[t * kv_dim..(t + 1) * kv_dim], cfg.head_dim, tok.pos);
-            let (k, v) = (&s.k[t * kv_dim..(t + 1) * kv_dim], &s.v[t * kv_dim..(t + 1) * kv_dim]);
+            self.rope
+                .apply(&mut s.q[t * q_dim..(t + 1) * q_dim], cfg.head_dim, tok.pos);
+            self.rope.apply(
+                &mut s.k[t * kv_dim..(t + 1) * kv_dim],
+                cfg.head_dim,
+                tok.pos,
+            );
+            let (k, v) = (
+                &s.k[t * kv_dim..(t + 1) * kv_dim],
+                &s.v[t * kv_dim..(t + 1) * kv_dim],
+            );
             kv.store(tok.seq, il, tok.pos, k, v);
         }
         for (t, tok) in batch.iter().enumerate() {
-            let first = cfg.sliding_window.map_or(0, |w| (tok.pos + 1).saturating_sub(w));
+            let first = cfg
+                .sliding_window
+                .map_or(0, |w| (tok.pos + 1).saturating_sub(w));
             let shape = AttnShape {
                 n_head: cfg.n_head,
                 n_head_kv: cfg.n_head_kv,
@@ -181,7 +205,13 @@ impl<'a> Mixtral<'a> {
                 first,
                 last: tok.pos,
             };
-            attend(&s.q[t * q_dim..(t + 1) * q_dim], kv, shape, &mut s.scores, &mut s.attn[t * q_dim..(t + 1) * q_dim]);
+            attend(
+                &s.q[t * q_dim..(t + 1) * q_dim],
+                kv,
+                shape,
+                &mut s.scores,
+                &mut s.attn[t * q_dim..(t + 1) * q_dim],
+            );
         }
         gemm(&lw.wo, &s.attn[..n * q_dim], n, &mut s.proj[..n * n_embd])?;
         add_into(&mut s.x[..n * n_embd], &s.proj[..n * n_embd]);
@@ -195,7 +225,15 @@ impl<'a> Mixtral<'a> {
         norm_rows(&s.x, &lw.ffn_norm, cfg.rms_eps, n, &mut s.xn);
         let xn = &s.xn[..n * n_embd];
         route(&lw.router, xn, n, k, &mut s.router_logits, &mut s.routes)?;
-        experts(&lw.experts, xn, n, &s.routes[..n * k], k, &mut s.moe, &mut s.proj[..n * n_embd])?;
+        experts(
+            &lw.experts,
+            xn,
+            n,
+            &s.routes[..n * k],
+            k,
+            &mut s.moe,
+            &mut s.proj[..n * n_embd],
+        )?;
         add_into(&mut s.x[..n * n_embd], &s.proj[..n * n_embd]);
         Ok(())
     }
@@ -203,20 +241,33 @@ impl<'a> Mixtral<'a> {
     fn check_batch(&self, batch: &[BatchToken], kv: &KvCache, s: &Scratch) -> Result<()> {
         let bad = |what: String| Err(Error::Model { what });
         if batch.len() > s.n_batch {
-            return bad(format!("batch of {} tokens exceeds the scratch size {}", batch.len(), s.n_batch));
+            return bad(format!(
+                "batch of {} tokens exceeds the scratch size {}",
+                batch.len(),
+                s.n_batch
+            ));
         }
         if s.scores.len() < self.cfg.n_head * kv.n_ctx {
             return bad("scratch was sized for a smaller context than the KV cache".into());
         }
         for tok in batch {
             if tok.id as usize >= self.cfg.n_vocab {
-                return bad(format!("token id {} is outside the vocabulary of {}", tok.id, self.cfg.n_vocab));
+                return bad(format!(
+                    "token id {} is outside the vocabulary of {}",
+                    tok.id, self.cfg.n_vocab
+                ));
             }
             if tok.pos >= kv.n_ctx {
-                return bad(format!("position {} is beyond the context of {} tokens", tok.pos, kv.n_ctx));
+                return bad(format!(
+                    "position {} is beyond the context of {} tokens",
+                    tok.pos, kv.n_ctx
+                ));
             }
             if tok.seq >= kv.n_seq {
-                return bad(format!("sequence slot {} does not exist (the cache has {})", tok.seq, kv.n_seq));
+                return bad(format!(
+                    "sequence slot {} does not exist (the cache has {})",
+                    tok.seq, kv.n_seq
+                ));
             }
         }
         Ok(())
@@ -236,6 +287,3 @@ fn add_into(x: &mut [f32], y: &[f32]) {
         *a += b;
     }
 }
-
-/// The matrix type used by the model, re-exported for callers that build weights by hand.
-pub type WeightMatrix<'a> = Matrix<'a>;

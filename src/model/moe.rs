@@ -5,8 +5,8 @@
 use smoe_quant::matmul::gemm;
 
 use super::weights::Expert;
-use smoe_quant::Matrix;
 use crate::Result;
+use smoe_quant::Matrix;
 
 /// One routing choice: expert index and its mixing weight.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -17,7 +17,14 @@ pub struct Route {
 
 /// Router: `logits` [n_tok, n_expert] = router · xn; for each token keep the top `k` logits and
 /// softmax over just those. `routes` [n_tok, k] receives the choices, best first.
-pub fn route(router: &Matrix, xn: &[f32], n_tok: usize, k: usize, logits: &mut [f32], routes: &mut [Route]) -> Result<()> {
+pub fn route(
+    router: &Matrix,
+    xn: &[f32],
+    n_tok: usize,
+    k: usize,
+    logits: &mut [f32],
+    routes: &mut [Route],
+) -> Result<()> {
     let n_expert = router.n_rows;
     gemm(router, xn, n_tok, &mut logits[..n_tok * n_expert])?;
     for t in 0..n_tok {
@@ -32,7 +39,10 @@ pub fn route(router: &Matrix, xn: &[f32], n_tok: usize, k: usize, logits: &mut [
                     best = e;
                 }
             }
-            rt[i] = Route { expert: best, weight: lt[best] };
+            rt[i] = Route {
+                expert: best,
+                weight: lt[best],
+            };
         }
         let max = rt[0].weight;
         let mut sum = 0.0f32;
@@ -76,7 +86,15 @@ impl MoeScratch {
 
 /// Experts: `out` [n_tok, n_embd] = Σ over each token's routes of weight · down(silu(gate·x) * (up·x)).
 /// Experts run in index order, so a token's sum has the same order in any batch.
-pub fn experts(experts: &[Expert], xn: &[f32], n_tok: usize, routes: &[Route], k: usize, s: &mut MoeScratch, out: &mut [f32]) -> Result<()> {
+pub fn experts(
+    experts: &[Expert],
+    xn: &[f32],
+    n_tok: usize,
+    routes: &[Route],
+    k: usize,
+    s: &mut MoeScratch,
+    out: &mut [f32],
+) -> Result<()> {
     let n_embd = xn.len() / n_tok.max(1);
     out[..n_tok * n_embd].fill(0.0);
     for (e, ex) in experts.iter().enumerate() {

@@ -161,7 +161,9 @@ impl<'a> Loader<'a> {
         } else {
             let per = |kind: &str, n_cols, n_rows| -> Result<Vec<Matrix<'a>>> {
                 (0..n_expert)
-                    .map(|e| self.matrix(&name(&format!("ffn_{kind}.{e}.weight")), &[n_cols, n_rows]))
+                    .map(|e| {
+                        self.matrix(&name(&format!("ffn_{kind}.{e}.weight")), &[n_cols, n_rows])
+                    })
                     .collect()
             };
             let down = per("down", n_ff, n_embd)?;
@@ -179,7 +181,11 @@ impl<'a> Loader<'a> {
     }
 }
 
-fn zip_experts<'a>(gate: Vec<Matrix<'a>>, up: Vec<Matrix<'a>>, down: Vec<Matrix<'a>>) -> Vec<Expert<'a>> {
+fn zip_experts<'a>(
+    gate: Vec<Matrix<'a>>,
+    up: Vec<Matrix<'a>>,
+    down: Vec<Matrix<'a>>,
+) -> Vec<Expert<'a>> {
     gate.into_iter()
         .zip(up)
         .zip(down)

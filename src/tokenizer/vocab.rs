@@ -443,3 +443,77 @@ pub(crate) fn parse_tokenizer_json(
     vocab.validate().map_err(|e| bad(e.to_string()))?;
     Ok(ParsedTokenizer { vocab, merges })
 }
+
+impl Vocab {
+    /// The vocabulary a GGUF file stores (`tokenizer.ggml.*`, model "llama" = SentencePiece BPE).
+    /// Missing scores count as 0 and missing token types are inferred (`<0x..>` byte pieces, the
+    /// bos/eos/unk specials), as llama.cpp does.
+    pub fn from_gguf(h: &crate::gguf::GgufHeader) -> Result<Vocab> {
+        let path = h.path().display().to_string();
+        let model = h.get_str_opt("tokenizer.ggml.model")?.unwrap_or("llama");
+        if model != "llama" {
+            return Err(Error::Vocab(format!(
+                "{path}: tokenizer.ggml.model is '{model}'; smoe reads SentencePiece ('llama') vocabularies"
+            )));
+        }
+        let tokens: Vec<String> = h
+            .get_str_array("tokenizer.ggml.tokens")?
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let n = tokens.len();
+        let scores = match h.get_array_opt("tokenizer.ggml.scores")? {
+            Some(_) => h.get_f32_array("tokenizer.ggml.scores")?,
+            None => vec![0.0; n],
+        };
+        let id =
+            |key: &str, default: u32| -> Result<u32> { Ok(h.get_u32_opt(key)?.unwrap_or(default)) };
+        let bos_id = id("tokenizer.ggml.bos_token_id", 1)?;
+        let eos_id = id("tokenizer.ggml.eos_token_id", 2)?;
+        let unk_id = id("tokenizer.ggml.unknown_token_id", 0)?;
+        let token_types = match h.get_array_opt("tokenizer.ggml.token_type")? {
+            Some(_) => h
+                .get_i64_array("tokenizer.ggml.token_type")?
+                .into_iter()
+                .map(|t| i32::try_from(t).unwrap_or(i32::MAX))
+                .collect(),
+            None => tokens
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let i = i as u32;
+                    if i == unk_id {
+                        TokenType::Unknown as i32
+                    } else if i == bos_id || i == eos_id {
+                        TokenType::Control as i32
+                    } else if parse_byte_piece(t).is_some() {
+                        TokenType::Byte as i32
+                    } else {
+                        TokenType::Normal as i32
+                    }
+                })
+                .collect(),
+        };
+        let vocab = Vocab {
+            tokens,
+            scores,
+            token_types,
+            bos_id,
+            eos_id,
+            unk_id,
+            add_bos: h
+                .get_bool_opt("tokenizer.ggml.add_bos_token")?
+                .unwrap_or(true),
+            add_eos: h
+                .get_bool_opt("tokenizer.ggml.add_eos_token")?
+                .unwrap_or(false),
+            chat_template: h
+                .get_str_opt("tokenizer.chat_template")?
+                .map(str::to_string),
+        };
+        vocab
+            .validate()
+            .map_err(|e| Error::Vocab(format!("{path}: {e}")))?;
+        Ok(vocab)
+    }
+}
