@@ -1,0 +1,192 @@
+//! `smoe quantize` on the tiny Mixtral fixture: bytes against llama.cpp's gguf package, metadata,
+//! and clear errors on bad input without leaving a file behind.
+
+#[path = "common/tiny.rs"]
+mod tiny;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use smoe::convert::{quantize, OutType, QuantizeOptions};
+use smoe::gguf::GgufFile;
+use smoe::quant::GgmlType;
+use tiny::{tiny_dir, tiny_gguf};
+
+#[test]
+fn expert_tensors_are_bit_identical_to_the_gguf_package() {
+    // The SHA-256s were written by tools/check_quantized_gguf.py from gguf.quants.quantize applied
+    // to the checkpoint's values (the package is llama.cpp's own).
+    for ty in ["q4_0", "q8_0"] {
+        let want: BTreeMap<String, String> = serde_json::from_str(
+            &std::fs::read_to_string(
+                tiny_dir().join(format!("golden/gguf_package_sha256_{ty}.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(want.len(), 6);
+        let file = GgufFile::open(tiny_gguf(ty)).unwrap();
+        for (name, sha) in &want {
+            let got = hex(&Sha256::digest(file.tensor_data_by_name(name).unwrap()));
+            assert_eq!(&got, sha, "{ty}: {name}");
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn types_follow_llama_cpp_choices() {
+    let file = GgufFile::open(tiny_gguf("q4_0")).unwrap();
+    let ty = |n: &str| file.require_tensor(n).unwrap().ty();
+    assert_eq!(ty("blk.0.attn_q.weight"), GgmlType::Q4_0);
+    assert_eq!(ty("blk.0.attn_k.weight"), GgmlType::Q8_0);
+    assert_eq!(ty("blk.0.attn_v.weight"), GgmlType::Q8_0);
+    assert_eq!(ty("blk.0.ffn_gate_inp.weight"), GgmlType::F32);
+    assert_eq!(ty("blk.0.attn_norm.weight"), GgmlType::F32);
+    assert_eq!(ty("output.weight"), GgmlType::Q8_0);
+    assert_eq!(ty("token_embd.weight"), GgmlType::Q4_0);
+    assert_eq!(
+        file.require_tensor("blk.1.ffn_down_exps.weight")
+            .unwrap()
+            .dims(),
+        &[64, 32, 8]
+    );
+    assert_eq!(file.get_u32("general.file_type").unwrap(), 2);
+    assert_eq!(file.get_u32("llama.expert_count").unwrap(), 8);
+    assert_eq!(file.get_str("tokenizer.ggml.model").unwrap(), "llama");
+    assert!(file
+        .get_str("tokenizer.chat_template")
+        .unwrap()
+        .contains("[INST]"));
+}
+
+#[test]
+fn pure_puts_every_matrix_in_the_chosen_type() {
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("pure.gguf");
+    quantize(
+        &tiny_dir(),
+        &path,
+        QuantizeOptions {
+            ty: OutType::Q4_0,
+            pure: true,
+        },
+        &|_, _| {},
+    )
+    .unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    for t in file.tensors() {
+        let want = if t.dims().len() == 1 || t.name().ends_with("ffn_gate_inp.weight") {
+            GgmlType::F32
+        } else {
+            GgmlType::Q4_0
+        };
+        assert_eq!(t.ty(), want, "{}", t.name());
+    }
+}
+
+/// Copies the fixture to a temp folder, lets `edit` break it, and checks the converter's error.
+fn broken(edit: impl FnOnce(&Path), expect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(tiny_dir()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    edit(dir.path());
+    let out = dir.path().join("out.gguf");
+    let err = quantize(
+        dir.path(),
+        &out,
+        QuantizeOptions {
+            ty: OutType::Q8_0,
+            pure: false,
+        },
+        &|_, _| {},
+    )
+    .expect_err("conversion should fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(expect),
+        "error {msg:?} should mention {expect:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("out.gguf"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, v.to_string()).unwrap();
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_no_output() {
+    broken(
+        |d| std::fs::remove_file(d.join("config.json")).unwrap(),
+        "config.json",
+    );
+    broken(
+        |d| {
+            edit_json(&d.join("config.json"), |v| {
+                v["model_type"] = "llama".into();
+                v["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+            })
+        },
+        "only Mixtral",
+    );
+    broken(
+        |d| edit_json(&d.join("config.json"), |v| v["hidden_size"] = 64.into()),
+        "has shape",
+    );
+    broken(
+        |d| {
+            edit_json(&d.join("model.safetensors.index.json"), |v| {
+                v["weight_map"]["lm_head.weight"] = "model-00009-of-00003.safetensors".into();
+            })
+        },
+        "model-00009-of-00003.safetensors",
+    );
+    broken(
+        |d| std::fs::remove_file(d.join("model-00003-of-00003.safetensors")).unwrap(),
+        "model-00003-of-00003",
+    );
+    broken(
+        |d| {
+            // Truncate a shard: its header no longer fits the data.
+            let p = d.join("model-00002-of-00003.safetensors");
+            let b = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+        },
+        "model-00002-of-00003.safetensors",
+    );
+    broken(
+        |d| edit_json(&d.join("config.json"), |v| v["vocab_size"] = 31999.into()),
+        "vocab_size",
+    );
+}
+
+#[test]
+fn unwritable_output_is_an_error() {
+    let err = quantize(
+        &tiny_dir(),
+        Path::new("/nonexistent-dir/out.gguf"),
+        QuantizeOptions {
+            ty: OutType::Q8_0,
+            pure: false,
+        },
+        &|_, _| {},
+    )
+    .expect_err("cannot write there");
+    assert!(err.to_string().contains("/nonexistent-dir"), "{err}");
+}
