@@ -1,4 +1,5 @@
 //! `smoe quantize` on the tiny Mixtral fixture: bytes against llama.cpp's gguf package, metadata,
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 //! and clear errors on bad input without leaving a file behind.
 
 #[path = "common/tiny.rs"]
