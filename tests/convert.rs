@@ -1,6 +1,6 @@
 //! `smoe quantize` on the tiny Mixtral fixture: bytes against llama.cpp's gguf package, metadata,
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 //! and clear errors on bad input without leaving a file behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
 #[path = "common/tiny.rs"]
 mod tiny;
