@@ -6,6 +6,7 @@
 //! - [`sampler`], [`generate`], [`perplexity`]: what the commands run.
 //! - [`convert`]: Hugging Face safetensors → GGUF.
 
+pub mod bench;
 pub mod convert;
 pub mod error;
 pub mod generate;
@@ -13,6 +14,7 @@ pub mod gguf;
 pub mod model;
 pub mod perplexity;
 pub mod sampler;
+pub mod synth;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -1,11 +1,13 @@
 //! Subcommands, one file each. Thin: parse, call the library, print.
 
+mod bench;
 mod chat;
 mod common;
 mod inspect;
 mod perplexity;
 mod quantize;
 mod run;
+mod synth;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -37,6 +39,10 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Print the token ids of a text.
     Tokenize(tokenize::TokenizeArgs),
+    /// Write a Mixtral-shaped model with random weights (real widths, chosen layer count).
+    Synth(synth::SynthArgs),
+    /// Measure prompt processing and generation speed (like llama-bench).
+    Bench(bench::BenchArgs),
     /// Show a GGUF file's metadata, tensor table and parameter counts (or --json).
     Inspect(inspect::Args),
 }
@@ -49,6 +55,8 @@ pub fn main() -> ExitCode {
         Command::Quantize(a) => quantize::run(a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Tokenize(a) => tokenize::run(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Inspect(a) => inspect::run(&a),
     };
     match result {
