@@ -132,3 +132,43 @@ fn empty_file_round_trips() {
     let f = GgufBytes::parse(&bytes, "empty.gguf").unwrap();
     assert!(f.metadata().is_empty() && f.tensors().is_empty());
 }
+
+#[test]
+fn moe_parameter_counts() {
+    let bytes = write_ours();
+    let f = GgufBytes::parse(&bytes, "ours.gguf").unwrap();
+    let m = inspect::moe_params(f.header()).unwrap().unwrap();
+    assert_eq!((m.n_expert, m.n_expert_used), (4, 2));
+    // token_embd 80 + attn_q 256 + router 32 + gate_exps 2048 + up_exps 2048 + output 80
+    assert_eq!(m.total, 4544);
+    assert_eq!(m.experts, 4096);
+    // one embedding row (8) + attn_q + router + half of the experts + output
+    assert_eq!(m.touched, 8 + 256 + 32 + 2048 + 80);
+    let text = inspect::render_text(f.header());
+    assert!(text.contains("MoE: 4 experts, 2 used per token"), "{text}");
+    assert!(
+        text.contains("4544 in all (4096 in routed experts), 2424 touched per token (53.3 %)"),
+        "{text}"
+    );
+
+    assert!(inspect::is_routed_expert("blk.3.ffn_down_exps.weight"));
+    assert!(inspect::is_routed_expert("blk.3.ffn_gate.7.weight"));
+    assert!(!inspect::is_routed_expert("blk.3.ffn_gate_inp.weight"));
+    assert!(!inspect::is_routed_expert("blk.3.ffn_up_shexp.weight"));
+    assert!(!inspect::is_routed_expert("blk.3.attn_q.weight"));
+
+    // Tied output (no output.weight): the whole embedding is touched. No used count: an error
+    // that names the key, and the text report says why it did not count.
+    let mut plan = GgufPlan::new();
+    plan.add_kv("general.architecture", "llama").unwrap();
+    plan.add_kv("llama.expert_count", 8u32).unwrap();
+    plan.add_tensor("token_embd.weight", GgmlType::F32, &[4, 6])
+        .unwrap();
+    let mut w = plan.begin(Vec::new()).unwrap();
+    w.write_tensor_data("token_embd.weight", &[0; 96]).unwrap();
+    let bytes = w.finish().unwrap();
+    let f = GgufBytes::parse(&bytes, "tied.gguf").unwrap();
+    let e = inspect::moe_params(f.header()).unwrap_err().to_string();
+    assert!(e.contains("missing key 'llama.expert_used_count'"), "{e}");
+    assert!(inspect::render_text(f.header()).contains("MoE: parameters not counted"));
+}

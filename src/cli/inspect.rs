@@ -27,7 +27,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .context("writing JSON to stdout")?;
         writeln!(out)?;
     } else {
-        out.write_all(inspect::render_text(file.header())?.as_bytes())?;
+        out.write_all(inspect::render_text(file.header()).as_bytes())?;
     }
     out.flush()?;
     Ok(())

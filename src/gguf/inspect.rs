@@ -151,8 +151,8 @@ pub fn moe_params(h: &GgufHeader) -> Result<Option<MoeParams>> {
 }
 
 /// The human report: header facts, metadata (long arrays summarized), the tensor table, totals by
-/// type, and for MoE files the parameters touched per token.
-pub fn render_text(h: &GgufHeader) -> Result<String> {
+/// type, and for MoE files the parameters touched per token (or why they cannot be counted).
+pub fn render_text(h: &GgufHeader) -> String {
     let mut o = String::new();
     // Writing to a String cannot fail; the fmt::Results below are ignored for that reason.
     let _ = writeln!(
@@ -228,23 +228,31 @@ pub fn render_text(h: &GgufHeader) -> Result<String> {
         human_bytes(b_all)
     );
 
-    if let Some(m) = moe_params(h)? {
-        let pct = if m.total == 0 {
-            0.0
-        } else {
-            m.touched as f64 * 100.0 / m.total as f64
-        };
-        let _ = writeln!(
-            o,
-            "\nMoE: {} experts, {} used per token\n  parameters: {} in all ({} in routed experts), {} touched per token ({pct:.1} %)",
-            m.n_expert,
-            m.n_expert_used,
-            human_count(m.total),
-            human_count(m.experts),
-            human_count(m.touched)
-        );
+    match moe_params(h) {
+        Ok(Some(m)) => write_moe(&mut o, &m),
+        Ok(None) => {}
+        Err(e) => {
+            let _ = writeln!(o, "\nMoE: parameters not counted: {e}");
+        }
     }
-    Ok(o)
+    o
+}
+
+fn write_moe(o: &mut String, m: &MoeParams) {
+    let pct = if m.total == 0 {
+        0.0
+    } else {
+        m.touched as f64 * 100.0 / m.total as f64
+    };
+    let _ = writeln!(
+        o,
+        "\nMoE: {} experts, {} used per token\n  parameters: {} in all ({} in routed experts), {} touched per token ({pct:.1} %)",
+        m.n_expert,
+        m.n_expert_used,
+        human_count(m.total),
+        human_count(m.experts),
+        human_count(m.touched)
+    );
 }
 
 /// 46_702_792_704 -> "46.70 B".
