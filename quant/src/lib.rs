@@ -5,6 +5,7 @@
 //! - [`matmul`]: row-parallel gemv / gemm drivers over [`Matrix`] views.
 
 pub mod format;
+pub mod kernels;
 pub mod matmul;
 pub mod types;
 
