@@ -243,6 +243,13 @@ fn scales4(s: [u16; 4]) -> __m128 {
     _mm_cvtph_ps(_mm_cvtsi64_si128(packed as i64))
 }
 
+/// One f16 scale as f32 in all four lanes (F16C; exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale1(s: u16) -> __m128 {
+    _mm_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(s))))
+}
+
 fn quant_dot<B: QuantBlock>(n: usize, w: &[u8], a: &[u8]) -> f32 {
     check_quant(n, w.len(), B::BYTES, a.len());
     // SAFETY: reachable only through `kernels()` (the CPU has AVX2/FMA/F16C); sizes checked.
@@ -308,7 +315,7 @@ unsafe fn quant_x4_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: &[u8]) -> [f
             let p = wb.map(|p| B::lanes(B::weight(p), act));
             let isum = _mm_cvtepi32_ps(isum4(p[0], p[1], p[2], p[3]));
             let dw = scales4(wb.map(|p| scale_bits(p)));
-            let da = _mm_set1_ps(f16_bits_to_f32(scale_bits(ab)));
+            let da = scale1(scale_bits(ab));
             acc = _mm_add_ps(acc, _mm_mul_ps(_mm_mul_ps(dw, da), isum));
         }
         let mut out = [0.0f32; 4];
@@ -342,7 +349,7 @@ unsafe fn quant_tile_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: [&[u8]; 4]
                 let act = B::act(ab);
                 let p = wq.map(|q| B::lanes(q, act));
                 let isum = _mm_cvtepi32_ps(isum4(p[0], p[1], p[2], p[3]));
-                let da = _mm_set1_ps(f16_bits_to_f32(scale_bits(ab)));
+                let da = scale1(scale_bits(ab));
                 *acc_t = _mm_add_ps(*acc_t, _mm_mul_ps(_mm_mul_ps(dw, da), isum));
             }
         }
