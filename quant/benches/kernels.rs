@@ -36,7 +36,9 @@ fn weights(ty: GgmlType, n_rows: usize, n_cols: usize) -> Vec<u8> {
 }
 
 fn acts(n_tok: usize, n_cols: usize) -> Activations {
-    let x: Vec<f32> = (0..n_tok * n_cols).map(|i| ((i % 97) as f32 - 48.0) * 0.01).collect();
+    let x: Vec<f32> = (0..n_tok * n_cols)
+        .map(|i| ((i % 97) as f32 - 48.0) * 0.01)
+        .collect();
     Activations::from_rows(&x, n_cols).unwrap_or_default()
 }
 
@@ -69,13 +71,16 @@ fn gemv(c: &mut Criterion) {
     for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
         for (n_rows, n_cols, name) in SHAPES {
             let wb = weights(ty, n_rows, n_cols);
-            let Ok(w) = Matrix::new(ty, &wb, n_rows, n_cols) else { continue };
+            let Ok(w) = Matrix::new(ty, &wb, n_rows, n_cols) else {
+                continue;
+            };
             let a = acts(1, n_cols);
             let mut y = vec![0.0f32; n_rows];
             g.throughput(Throughput::Bytes(wb.len() as u64));
             for threads in [1, 2] {
                 let p = pool(threads);
-                let id = BenchmarkId::new(format!("{ty}/{name}/{}", best.isa), format!("{threads}t"));
+                let id =
+                    BenchmarkId::new(format!("{ty}/{name}/{}", best.isa), format!("{threads}t"));
                 g.bench_function(id, |b| {
                     p.install(|| b.iter(|| matmul_with(best, &w, black_box(&a), &mut y)))
                 });
@@ -104,13 +109,16 @@ fn gemm(c: &mut Criterion) {
     for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
         for (n_rows, n_cols, name) in SHAPES {
             let wb = weights(ty, n_rows, n_cols);
-            let Ok(w) = Matrix::new(ty, &wb, n_rows, n_cols) else { continue };
+            let Ok(w) = Matrix::new(ty, &wb, n_rows, n_cols) else {
+                continue;
+            };
             let a = acts(n_tok, n_cols);
             let mut y = vec![0.0f32; n_rows * n_tok];
             g.throughput(Throughput::Elements((2 * n_rows * n_cols * n_tok) as u64));
             for threads in [1, 2] {
                 let p = pool(threads);
-                let id = BenchmarkId::new(format!("{ty}/{name}/{}", best.isa), format!("{threads}t"));
+                let id =
+                    BenchmarkId::new(format!("{ty}/{name}/{}", best.isa), format!("{threads}t"));
                 g.bench_function(id, |b| {
                     p.install(|| b.iter(|| matmul_with(best, &w, black_box(&a), &mut y)))
                 });
@@ -127,7 +135,9 @@ fn quantize(c: &mut Criterion) {
     g.throughput(Throughput::Elements(4096));
     for isa in kernels::available() {
         let Some(k) = table(isa) else { continue };
-        g.bench_function(isa.name(), |b| b.iter(|| (k.quantize_row_q8_0)(black_box(&x), &mut out)));
+        g.bench_function(isa.name(), |b| {
+            b.iter(|| (k.quantize_row_q8_0)(black_box(&x), &mut out))
+        });
     }
     g.finish();
 }
