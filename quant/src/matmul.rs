@@ -1,12 +1,50 @@
-//! Row-parallel matrix drivers on rayon: `gemv` (one token, decode) and `gemm` (many tokens).
+//! Row-parallel matrix drivers on rayon: one token (decode) and many tokens (prompt, batch).
 //!
 //! A [`Matrix`] is a view of `n_rows` rows of `n_cols` elements in one block type, borrowed from
-//! wherever the bytes live (a GGUF mmap). Work is split across the pool by output rows only, so each
-//! output is one dot product with a fixed reduction order: results do not depend on the thread count.
+//! wherever the bytes live (a GGUF mmap). Work is split across the pool by output rows only, and
+//! every output is one dot product with the fixed reduction order of [`crate::kernels`]: results do
+//! not depend on the thread count, the instruction set, or how rows and tokens are tiled.
+//!
+//! # Activations: quantize once, multiply many times
+//! Q4_0 / Q8_0 weights are multiplied against activations quantized to Q8_0 (an exact integer dot
+//! per 32-element block, as llama.cpp does). [`Activations`] holds `n_tok` rows in f32 (for float
+//! weights) and as Q8_0, so a token's input is quantized once and reused for the router, gate, up
+//! and every chosen expert; [`Activations::gather_into`] picks the tokens routed to one expert
+//! without quantizing again.
+//!
+//! ```
+//! use smoe_quant::matmul::{matmul, Activations, Matrix};
+//! use smoe_quant::{format::quantize_row, GgmlType};
+//!
+//! let (n_ff, n_embd, n_tok) = (64, 32, 3);
+//! let w_f32: Vec<f32> = (0..n_ff * n_embd).map(|i| (i % 7) as f32 - 3.0).collect();
+//! let mut gate = vec![0u8; n_ff * 18]; // Q4_0: 18 bytes per 32 columns
+//! quantize_row(GgmlType::Q4_0, &w_f32, &mut gate)?;
+//! let gate = Matrix::new(GgmlType::Q4_0, &gate, n_ff, n_embd)?; // [n_ff, n_embd]
+//!
+//! let x: Vec<f32> = (0..n_tok * n_embd).map(|i| (i as f32).sin()).collect(); // [n_tok, n_embd]
+//! let mut acts = Activations::new();
+//! acts.set_rows(&x, n_embd)?; // quantized once, here
+//! let mut y = vec![0.0; n_tok * n_ff]; // [n_tok, n_ff]
+//! matmul(&gate, &acts, &mut y)?; // reuse `acts` for up, the router, ...
+//!
+//! // Tokens 0 and 2 chose this expert: gather them (no re-quantization), multiply.
+//! let mut picked = Activations::new();
+//! acts.gather_into(&[0, 2], &mut picked)?;
+//! let mut y2 = vec![0.0; 2 * n_ff]; // [2, n_ff]
+//! matmul(&gate, &picked, &mut y2)?;
+//! assert_eq!(y2[n_ff..], y[2 * n_ff..]);
+//! # Ok::<(), smoe_quant::QuantError>(())
+//! ```
+//!
+//! [`gemv`] and [`gemm`] keep the f32-input entry points: they quantize internally (allocating)
+//! for Q4_0 / Q8_0 weights. Float weights (F32, F16, BF16) use f32 activations directly; other
+//! block types (K-quants, …) still take the scalar dequantize-and-dot path.
 
 use rayon::prelude::*;
 
 use crate::format::dequantize_row;
+use crate::kernels::{self, FloatKernels, Kernels, QuantKernels, Q8_0_BYTES, QK};
 use crate::{GgmlType, QuantError, Result};
 
 /// A row-major matrix of `n_rows` × `n_cols` elements of type `ty`, viewed in place.
@@ -97,63 +135,296 @@ fn dot_row_ref(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
-/// Output rows handed to one rayon task.
-const ROWS_PER_TASK: usize = 16;
+/// `n_tok` activation rows of `n_cols`: in f32, and quantized to Q8_0 when `n_cols` is a multiple
+/// of 32. Buffers are reused across [`Activations::set_rows`] calls (no allocation once they are
+/// large enough).
+#[derive(Clone, Debug, Default)]
+pub struct Activations {
+    n_tok: usize,
+    n_cols: usize,
+    /// [n_tok, n_cols]
+    x: Vec<f32>,
+    /// [n_tok, n_cols / 32 × 34 bytes]; empty when `n_cols % 32 != 0`.
+    q8: Vec<u8>,
+}
+
+impl Activations {
+    /// No rows yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rows `x` [n_tok, n_cols], quantized at once.
+    pub fn from_rows(x: &[f32], n_cols: usize) -> Result<Self> {
+        let mut a = Self::new();
+        a.set_rows(x, n_cols)?;
+        Ok(a)
+    }
+
+    /// Replaces the rows with `x` [n_tok, n_cols] and quantizes them to Q8_0.
+    pub fn set_rows(&mut self, x: &[f32], n_cols: usize) -> Result<()> {
+        self.set_rows_with(kernels::kernels(), x, n_cols)
+    }
+
+    /// [`Activations::set_rows`] with a given kernel table (every table gives the same bytes).
+    pub fn set_rows_with(&mut self, k: &Kernels, x: &[f32], n_cols: usize) -> Result<()> {
+        if n_cols == 0 || x.len() % n_cols != 0 {
+            return Err(QuantError::Shape {
+                ty: GgmlType::F32,
+                what: format!("{} activations are not rows of {n_cols}", x.len()),
+            });
+        }
+        self.n_tok = x.len() / n_cols;
+        self.n_cols = n_cols;
+        self.x.clear();
+        self.x.extend_from_slice(x);
+        self.q8.clear();
+        if n_cols % QK == 0 {
+            let rb = self.q8_row_bytes();
+            self.q8.resize(self.n_tok * rb, 0);
+            let quantize = k.quantize_row_q8_0;
+            if self.n_tok >= 4 {
+                self.q8
+                    .par_chunks_mut(rb)
+                    .zip(x.par_chunks(n_cols))
+                    .for_each(|(q, xr)| quantize(xr, q));
+            } else {
+                for (q, xr) in self.q8.chunks_mut(rb).zip(x.chunks(n_cols)) {
+                    quantize(xr, q);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies rows `rows` (token indices) into `out` [rows.len(), n_cols], f32 and Q8_0 alike.
+    pub fn gather_into(&self, rows: &[usize], out: &mut Activations) -> Result<()> {
+        if let Some(&bad) = rows.iter().find(|&&t| t >= self.n_tok) {
+            return Err(QuantError::Shape {
+                ty: GgmlType::Q8_0,
+                what: format!("token {bad} gathered from {} activation rows", self.n_tok),
+            });
+        }
+        out.n_tok = rows.len();
+        out.n_cols = self.n_cols;
+        out.x.clear();
+        out.q8.clear();
+        for &t in rows {
+            out.x.extend_from_slice(self.row(t));
+            out.q8.extend_from_slice(self.q8_row(t).unwrap_or(&[]));
+        }
+        Ok(())
+    }
+
+    /// Number of rows (tokens).
+    pub fn n_tok(&self) -> usize {
+        self.n_tok
+    }
+
+    /// Elements per row.
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    /// Row `t` in f32 [n_cols]. Panics if `t >= n_tok`.
+    pub fn row(&self, t: usize) -> &[f32] {
+        &self.x[t * self.n_cols..(t + 1) * self.n_cols]
+    }
+
+    /// Row `t` as Q8_0 blocks, or `None` when `n_cols` is not a multiple of 32.
+    pub fn q8_row(&self, t: usize) -> Option<&[u8]> {
+        let rb = self.q8_row_bytes();
+        (!self.q8.is_empty()).then(|| &self.q8[t * rb..(t + 1) * rb])
+    }
+
+    fn q8_row_bytes(&self) -> usize {
+        self.n_cols / QK * Q8_0_BYTES
+    }
+
+    fn input(&self) -> Input<'_> {
+        Input {
+            n_tok: self.n_tok,
+            x: &self.x,
+            q8: &self.q8,
+        }
+    }
+}
+
+/// A borrowed view of activations: `x` [n_tok, n_cols], `q8` [n_tok, Q8_0 row] or empty.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    n_tok: usize,
+    x: &'a [f32],
+    q8: &'a [u8],
+}
+
+/// `y[t, r] = Σ_c W[r, c] · x[t, c]`: `x` [n_tok, n_cols] activations, `y` [n_tok, n_rows].
+/// One token is a matrix-vector product (decode); more are tiled so that each weight block is read
+/// once per four tokens.
+pub fn matmul(w: &Matrix, x: &Activations, y: &mut [f32]) -> Result<()> {
+    matmul_with(kernels::kernels(), w, x, y)
+}
+
+/// [`matmul`] with a given kernel table (benches and tests; every table gives the same bits).
+pub fn matmul_with(k: &Kernels, w: &Matrix, x: &Activations, y: &mut [f32]) -> Result<()> {
+    if x.n_cols != w.n_cols {
+        return Err(QuantError::Shape {
+            ty: w.ty,
+            what: format!(
+                "matrix of {} columns, activations of {}",
+                w.n_cols, x.n_cols
+            ),
+        });
+    }
+    run(k, w, x.input(), y)
+}
 
 /// `y[r] = Σ_c W[r, c] · x[c]`: one token through a matrix. `x` [n_cols], `y` [n_rows].
+/// Quantizes `x` (allocating) for Q4_0 / Q8_0 weights; prefer [`matmul`] with [`Activations`].
 pub fn gemv(w: &Matrix, x: &[f32], y: &mut [f32]) -> Result<()> {
-    check_dims(w, x.len(), y.len(), 1)?;
-    y.par_chunks_mut(ROWS_PER_TASK)
-        .enumerate()
-        .for_each(|(t, ys)| {
-            for (i, yv) in ys.iter_mut().enumerate() {
-                *yv = dot_row_ref(w.ty, w.row(t * ROWS_PER_TASK + i), x);
-            }
-        });
-    Ok(())
+    gemm(w, x, 1, y)
 }
 
 /// `y[t, r] = Σ_c W[r, c] · x[t, c]` for `n_tok` tokens: `x` [n_tok, n_cols], `y` [n_tok, n_rows].
-/// Each weight row is dequantized once and reused across all tokens.
+/// Quantizes `x` (allocating) for Q4_0 / Q8_0 weights; prefer [`matmul`] with [`Activations`].
 pub fn gemm(w: &Matrix, x: &[f32], n_tok: usize, y: &mut [f32]) -> Result<()> {
     check_dims(w, x.len(), y.len(), n_tok)?;
-    if n_tok == 1 {
-        return gemv(w, x, y);
+    let k = kernels::kernels();
+    if quant_kernels(k, w.ty).is_some() {
+        let a = Activations::from_rows(x, w.n_cols)?;
+        return run(k, w, a.input(), y);
     }
-    let n_rows = w.n_rows;
-    let n_cols = w.n_cols;
-    // Split output rows across tasks; each task writes a strided set of y, so collect per-task
-    // results first and scatter them afterwards (keeps the dot products' order fixed).
-    let parts: Vec<(usize, Vec<f32>)> = (0..n_rows)
-        .into_par_iter()
-        .step_by(ROWS_PER_TASK)
-        .map(|r0| {
-            let r1 = (r0 + ROWS_PER_TASK).min(n_rows);
-            let mut out = vec![0.0f32; (r1 - r0) * n_tok];
-            let mut row = vec![0.0f32; n_cols];
-            for r in r0..r1 {
-                if dequantize_row(w.ty, w.row(r), &mut row).is_err() {
-                    row.fill(f32::NAN);
-                }
-                for t in 0..n_tok {
-                    let xs = &x[t * n_cols..(t + 1) * n_cols];
-                    let mut acc = 0.0f32;
-                    for (a, b) in row.iter().zip(xs) {
-                        acc += a * b;
+    run(k, w, Input { n_tok, x, q8: &[] }, y)
+}
+
+/// The kernels for a quantized weight type, if it has them.
+fn quant_kernels(k: &Kernels, ty: GgmlType) -> Option<QuantKernels> {
+    match ty {
+        GgmlType::Q4_0 => Some(k.q4_0),
+        GgmlType::Q8_0 => Some(k.q8_0),
+        _ => None,
+    }
+}
+
+/// The kernels for a float weight type, if it has them.
+fn float_kernels(k: &Kernels, ty: GgmlType) -> Option<FloatKernels> {
+    match ty {
+        GgmlType::F32 => Some(k.f32),
+        GgmlType::F16 => Some(k.f16),
+        GgmlType::BF16 => Some(k.bf16),
+        _ => None,
+    }
+}
+
+/// Output rows per rayon task: enough tasks to balance the pool (≥ 8 per thread), few enough
+/// that scheduling stays cheap; a multiple of 4 (the multi-row kernels).
+fn rows_per_task(n_rows: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    (n_rows / (threads * 8)).clamp(16, 256) / 4 * 4
+}
+
+fn run(k: &Kernels, w: &Matrix, x: Input, y: &mut [f32]) -> Result<()> {
+    check_dims(w, x.x.len(), y.len(), x.n_tok)?;
+    let n_tok = x.n_tok;
+    if n_tok == 0 || w.n_rows == 0 {
+        return Ok(());
+    }
+    let chunk = rows_per_task(w.n_rows);
+    if n_tok == 1 {
+        // Decode: output rows straight into `y`.
+        y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+            rows_block(k, w, x, c * chunk, ys);
+        });
+        return Ok(());
+    }
+    // Many tokens: each task fills out[r, t] for its rows (row-major by weight row, so tasks own
+    // disjoint slices), then y[t, r] is written from it.
+    let mut out = vec![0.0f32; w.n_rows * n_tok]; // [n_rows, n_tok]
+    out.par_chunks_mut(chunk * n_tok)
+        .enumerate()
+        .for_each(|(c, o)| rows_block(k, w, x, c * chunk, o));
+    y.par_chunks_mut(w.n_rows).enumerate().for_each(|(t, yt)| {
+        for (r, v) in yt.iter_mut().enumerate() {
+            *v = out[r * n_tok + t];
+        }
+    });
+    Ok(())
+}
+
+/// Rows `r0..r0 + out.len() / n_tok` of `w` against every token of `x`: `out` [rows, n_tok].
+fn rows_block(k: &Kernels, w: &Matrix, x: Input, r0: usize, out: &mut [f32]) {
+    let n_tok = x.n_tok;
+    let n = w.n_cols;
+    let n_rows = out.len() / n_tok;
+    if let Some(qk) = quant_kernels(k, w.ty) {
+        let arb = n / QK * Q8_0_BYTES;
+        let a = |t: usize| &x.q8[t * arb..(t + 1) * arb];
+        let mut r = 0;
+        while r + 4 <= n_rows {
+            let wr: [&[u8]; 4] = std::array::from_fn(|i| w.row(r0 + r + i));
+            let o = &mut out[r * n_tok..(r + 4) * n_tok];
+            let mut t = 0;
+            while t + 4 <= n_tok {
+                let tile = (qk.tile_4x4)(n, wr, std::array::from_fn(|j| a(t + j)));
+                for (j, tj) in tile.iter().enumerate() {
+                    for (i, v) in tj.iter().enumerate() {
+                        o[i * n_tok + t + j] = *v;
                     }
-                    out[(r - r0) * n_tok + t] = acc;
+                }
+                t += 4;
+            }
+            for t in t..n_tok {
+                for (i, v) in (qk.dot_x4)(n, wr, a(t)).iter().enumerate() {
+                    o[i * n_tok + t] = *v;
                 }
             }
-            (r0, out)
-        })
-        .collect();
-    for (r0, out) in parts {
-        let n = out.len() / n_tok;
-        for i in 0..n {
+            r += 4;
+        }
+        for r in r..n_rows {
             for t in 0..n_tok {
-                y[t * n_rows + r0 + i] = out[i * n_tok + t];
+                out[r * n_tok + t] = (qk.dot)(n, w.row(r0 + r), a(t));
             }
         }
+    } else if let Some(fk) = float_kernels(k, w.ty) {
+        let xt = |t: usize| &x.x[t * n..(t + 1) * n];
+        let mut r = 0;
+        while r + 4 <= n_rows {
+            let wr: [&[u8]; 4] = std::array::from_fn(|i| w.row(r0 + r + i));
+            for t in 0..n_tok {
+                for (i, v) in (fk.dot_x4)(n, wr, xt(t)).iter().enumerate() {
+                    out[(r + i) * n_tok + t] = *v;
+                }
+            }
+            r += 4;
+        }
+        for r in r..n_rows {
+            for t in 0..n_tok {
+                out[r * n_tok + t] = (fk.dot)(n, w.row(r0 + r), xt(t));
+            }
+        }
+    } else {
+        // Other block types: dequantize each row once, reuse it for every token.
+        let mut row = vec![0.0f32; n];
+        for r in 0..n_rows {
+            if dequantize_row(w.ty, w.row(r0 + r), &mut row).is_err() {
+                row.fill(f32::NAN);
+            }
+            for t in 0..n_tok {
+                let mut acc = 0.0f32;
+                for (p, q) in row.iter().zip(&x.x[t * n..(t + 1) * n]) {
+                    acc += p * q;
+                }
+                out[r * n_tok + t] = acc;
+            }
+        }
+    }
+}
+
+/// The reference: dequantize each row and dot in f32, one row at a time (tests compare to it).
+pub fn gemv_ref(w: &Matrix, x: &[f32], y: &mut [f32]) -> Result<()> {
+    check_dims(w, x.len(), y.len(), 1)?;
+    for (r, yv) in y.iter_mut().enumerate() {
+        *yv = dot_row_ref(w.ty, w.row(r), x);
     }
     Ok(())
 }
@@ -175,6 +446,7 @@ fn check_dims(w: &Matrix, x_len: usize, y_len: usize, n_tok: usize) -> Result<()
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

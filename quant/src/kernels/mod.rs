@@ -1,0 +1,199 @@
+//! The one dispatch point for the compute kernels.
+//!
+//! The CPU is probed once, at first use; the table of function pointers ([`Kernels`]) for the best
+//! instruction set it has is chosen then and never again. The environment variable
+//! `SMOE_ISA=scalar|portable|avx2|avx512` overrides the choice; asking for an instruction set the
+//! CPU (or this build) lacks prints a warning on stderr and falls back to the detected one.
+//! Nothing outside this module names an instruction set.
+//!
+//! | [`Isa`] | module | what runs it |
+//! |---|---|---|
+//! | `Scalar` | `scalar.rs` | the spec: plain Rust, always built; only chosen by `SMOE_ISA=scalar` |
+//! | `Portable` | `portable.rs` | the `wide` crate (SSE2 on x86-64, NEON on aarch64): ARM, older x86 |
+//! | `Avx2` | `x86_avx2.rs` | x86-64 with AVX2 + FMA + F16C |
+//! | `Avx512` | — | recognised and detected, but no kernels yet: falls back to `Avx2` |
+//!
+//! # Reduction orders (the spec)
+//! Every kernel of every table gives the same bits as the scalar one, so results do not depend on
+//! the instruction set, on how rows are grouped into multi-row kernels, or on the thread count:
+//! - **Quantized weights × Q8_0 activations** (`q4_0`, `q8_0`): for each 32-element block an exact
+//!   `i32` dot `isum`; then, over the blocks in order, `sum = sum + (d_w * d_a) * (isum as f32)`
+//!   starting from `0.0`, each operation rounded to f32 (no fused multiply-add). SIMD kernels
+//!   compute several blocks' `isum` at once but accumulate each output in this order.
+//! - **Float weights × f32 activations** (`f32`, `f16`, `bf16`): 16 lanes; element `i` goes to
+//!   set `(i / 8) % 2`, lane `i % 8`, as `acc = acc + w * x` (no FMA). At the end the two sets are
+//!   added lane by lane, then lanes folded `l + (l+4)`, `l + (l+2)`, `l0 + l1`. This is the order of
+//!   two 8-lane vector accumulators.
+//! - **`quantize_row_q8_0`** is bit-identical to `format::quantize_row(Q8_0, …)` (round half away
+//!   from zero, saturating, NaN → 0).
+
+use std::sync::OnceLock;
+
+pub mod scalar;
+
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2;
+
+/// Elements per Q4_0 / Q8_0 block.
+pub const QK: usize = 32;
+/// Bytes per Q4_0 block.
+pub const Q4_0_BYTES: usize = 18;
+/// Bytes per Q8_0 block.
+pub const Q8_0_BYTES: usize = 34;
+
+/// An instruction set with a kernel table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    Scalar,
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl Isa {
+    /// Every instruction set, slowest first.
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Portable, Isa::Avx2, Isa::Avx512];
+
+    /// The name `SMOE_ISA` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Parses a `SMOE_ISA` value.
+    pub fn from_name(s: &str) -> Option<Isa> {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.name() == s.trim().to_ascii_lowercase())
+    }
+}
+
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `n` elements of a quantized weight row (`w`, bytes) against Q8_0 activation rows (`a`, bytes).
+pub type QuantDot = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
+/// Four weight rows against one activation row: `[row]`.
+pub type QuantDotX4 = fn(n: usize, w: [&[u8]; 4], a: &[u8]) -> [f32; 4];
+/// Four weight rows against four activation rows: `[token][row]`.
+pub type QuantTile4x4 = fn(n: usize, w: [&[u8]; 4], a: [&[u8]; 4]) -> [[f32; 4]; 4];
+/// `n` elements of a float weight row (`w`, little-endian bytes, any alignment) against f32 `x`.
+pub type FloatDot = fn(n: usize, w: &[u8], x: &[f32]) -> f32;
+/// Four float weight rows against one `x`: `[row]`.
+pub type FloatDotX4 = fn(n: usize, w: [&[u8]; 4], x: &[f32]) -> [f32; 4];
+
+/// The kernels for one quantized weight type against Q8_0 activations. All panic if the slices do
+/// not hold exactly `n` elements (`n` a multiple of 32): the drivers check shapes first.
+#[derive(Clone, Copy, Debug)]
+pub struct QuantKernels {
+    pub dot: QuantDot,
+    /// Decode: the activation row is loaded once for four weight rows.
+    pub dot_x4: QuantDotX4,
+    /// Prompt / batch: each weight block loaded is used for four tokens.
+    pub tile_4x4: QuantTile4x4,
+}
+
+/// The kernels for one float weight type against f32 activations.
+#[derive(Clone, Copy, Debug)]
+pub struct FloatKernels {
+    pub dot: FloatDot,
+    pub dot_x4: FloatDotX4,
+}
+
+/// One instruction set's kernel table.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    /// The instruction set these kernels use.
+    pub isa: Isa,
+    /// `x` [n] (n a multiple of 32) → `out` [n / 32 × 34 bytes] of Q8_0 blocks.
+    pub quantize_row_q8_0: fn(x: &[f32], out: &mut [u8]),
+    pub q4_0: QuantKernels,
+    pub q8_0: QuantKernels,
+    pub f32: FloatKernels,
+    pub f16: FloatKernels,
+    pub bf16: FloatKernels,
+}
+
+/// The tables this CPU and build can run, indexed like [`Isa::ALL`].
+fn tables() -> &'static [Option<Kernels>; 4] {
+    static TABLES: OnceLock<[Option<Kernels>; 4]> = OnceLock::new();
+    TABLES.get_or_init(|| Isa::ALL.map(build))
+}
+
+fn build(isa: Isa) -> Option<Kernels> {
+    match isa {
+        Isa::Scalar => Some(scalar::kernels()),
+        Isa::Portable => Some(portable::kernels()),
+        Isa::Avx2 => avx2_kernels(),
+        Isa::Avx512 => None,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_kernels() -> Option<Kernels> {
+    x86_avx2::kernels()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_kernels() -> Option<Kernels> {
+    None
+}
+
+/// The table for `isa`, if this CPU and build can run it (tests loop over these).
+pub fn table(isa: Isa) -> Option<&'static Kernels> {
+    let i = Isa::ALL.iter().position(|&x| x == isa)?;
+    tables()[i].as_ref()
+}
+
+/// The instruction sets this CPU and build can run, slowest first.
+pub fn available() -> Vec<Isa> {
+    Isa::ALL
+        .into_iter()
+        .filter(|&i| table(i).is_some())
+        .collect()
+}
+
+/// The best instruction set this CPU and build can run.
+pub fn detected() -> Isa {
+    available().last().copied().unwrap_or(Isa::Scalar)
+}
+
+/// The table in use: the best available, or `SMOE_ISA`'s choice when the CPU has it.
+pub fn kernels() -> &'static Kernels {
+    static CHOSEN: OnceLock<&'static Kernels> = OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        let best = detected();
+        let isa = match std::env::var("SMOE_ISA") {
+            Ok(v) if !v.is_empty() => match Isa::from_name(&v) {
+                Some(want) if table(want).is_some() => want,
+                Some(want) => {
+                    eprintln!("smoe: SMOE_ISA={want}: this CPU or build lacks it; using {best}");
+                    best
+                }
+                None => {
+                    eprintln!("smoe: SMOE_ISA={v:?} is not one of scalar, portable, avx2, avx512; using {best}");
+                    best
+                }
+            },
+            _ => best,
+        };
+        match table(isa) {
+            Some(k) => k,
+            None => scalar_table(),
+        }
+    })
+}
+
+/// The scalar table (always there).
+fn scalar_table() -> &'static Kernels {
+    static SCALAR: OnceLock<Kernels> = OnceLock::new();
+    SCALAR.get_or_init(scalar::kernels)
+}

@@ -1,0 +1,481 @@
+//! x86-64 kernels for AVX2 + FMA + F16C. Every function here gives the same bits as its scalar
+//! spec (see the module docs of [`super`]).
+//!
+//! The public surface is [`kernels`], which returns a table only when the CPU has the features;
+//! the safe wrappers in the table are therefore only reachable on such a CPU.
+
+use std::arch::x86_64::*;
+
+use super::scalar::{block_scale, check_float, check_quant, fold_lanes};
+use super::{FloatKernels, Isa, Kernels, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK};
+use crate::format::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_f16_bits};
+
+/// The AVX2 table, if this CPU has AVX2, FMA and F16C.
+pub(super) fn kernels() -> Option<Kernels> {
+    let ok = is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c");
+    ok.then_some(Kernels {
+        isa: Isa::Avx2,
+        quantize_row_q8_0,
+        q4_0: QuantKernels {
+            dot: |n, w, a| quant_dot::<Q4>(n, w, a),
+            dot_x4: |n, w, a| quant_x4::<Q4>(n, w, a),
+            tile_4x4: |n, w, a| quant_tile::<Q4>(n, w, a),
+        },
+        q8_0: QuantKernels {
+            dot: |n, w, a| quant_dot::<Q8>(n, w, a),
+            dot_x4: |n, w, a| quant_x4::<Q8>(n, w, a),
+            tile_4x4: |n, w, a| quant_tile::<Q8>(n, w, a),
+        },
+        f32: FloatKernels {
+            dot: |n, w, x| float_dot::<F32>(n, w, x),
+            dot_x4: |n, w, x| float_x4::<F32>(n, w, x),
+        },
+        f16: FloatKernels {
+            dot: |n, w, x| float_dot::<F16>(n, w, x),
+            dot_x4: |n, w, x| float_x4::<F16>(n, w, x),
+        },
+        bf16: FloatKernels {
+            dot: |n, w, x| float_dot::<BF16>(n, w, x),
+            dot_x4: |n, w, x| float_x4::<BF16>(n, w, x),
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q8_0 activation quantization
+// ---------------------------------------------------------------------------------------------
+
+fn quantize_row_q8_0(x: &[f32], out: &mut [u8]) {
+    assert_eq!(x.len() % QK, 0, "quantize_row_q8_0: not whole blocks");
+    assert_eq!(
+        out.len(),
+        x.len() / QK * Q8_0_BYTES,
+        "quantize_row_q8_0: output size"
+    );
+    for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(Q8_0_BYTES)) {
+        // SAFETY: reachable only through `kernels()`, which checked AVX2/FMA/F16C; `xb` holds 32
+        // f32 and `ob` 34 bytes (chunks_exact).
+        unsafe { quantize_block_q8_0(xb, ob) }
+    }
+}
+
+/// One block: `xb` [32] → `ob` [34 bytes]. Mirrors `BlockQ8_0::quantize` operation for operation.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_block_q8_0(xb: &[f32], ob: &mut [u8]) {
+    // SAFETY: the caller passes 32 floats and 34 bytes; loads and the store stay inside them.
+    unsafe {
+        let p = xb.as_ptr();
+        let v = [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ];
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        // max(src1, src2) returns src2 when src1 is NaN: NaNs are skipped as the scalar fold does.
+        let mut m = _mm256_setzero_ps();
+        for vi in v {
+            m = _mm256_max_ps(_mm256_and_ps(vi, abs_mask), m);
+        }
+        let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let m1 = _mm_max_ss(m2, _mm_shuffle_ps::<1>(m2, m2));
+        let amax = _mm_cvtss_f32(m1);
+        let d = amax / 127.0;
+        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+        let idv = _mm256_set1_ps(id);
+        let sign_mask = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
+        let one = _mm256_set1_ps(1.0);
+        let half = _mm256_set1_ps(0.5);
+        let q: [__m256i; 4] = v.map(|vi| {
+            let x = _mm256_mul_ps(vi, idv);
+            // Round half away from zero: truncate, then step away from zero when the (exact)
+            // fraction is at least one half.
+            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(x);
+            let frac = _mm256_and_ps(_mm256_sub_ps(x, t), abs_mask);
+            let step = _mm256_or_ps(_mm256_and_ps(x, sign_mask), one);
+            let r = _mm256_add_ps(
+                t,
+                _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(frac, half), step),
+            );
+            // `as i8`: NaN → 0, then saturate to [-128, 127].
+            let r = _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r));
+            let r = _mm256_max_ps(
+                _mm256_min_ps(r, _mm256_set1_ps(127.0)),
+                _mm256_set1_ps(-128.0),
+            );
+            _mm256_cvttps_epi32(r)
+        });
+        let s01 = _mm256_packs_epi32(q[0], q[1]);
+        let s23 = _mm256_packs_epi32(q[2], q[3]);
+        let b = _mm256_packs_epi16(s01, s23);
+        let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        let o = ob.as_mut_ptr();
+        let dh = f32_to_f16_bits(d).to_le_bytes();
+        *o = dh[0];
+        *o.add(1) = dh[1];
+        _mm256_storeu_si256(o.add(2).cast(), b);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantized weights × Q8_0 activations
+// ---------------------------------------------------------------------------------------------
+
+/// A quantized weight block type: how to turn one weight block and one activation block into 8
+/// `i32` lanes whose sum is the block's exact integer dot.
+trait QuantBlock {
+    const BYTES: usize;
+    /// Per-activation-block state shared by every weight row.
+    type Act: Copy;
+    /// # Safety
+    /// `a` points at a whole Q8_0 block; the CPU has AVX2.
+    unsafe fn act(a: *const u8) -> Self::Act;
+    /// Per-weight-block state shared by every token (the decoded quants).
+    type W: Copy;
+    /// # Safety
+    /// `w` points at a whole weight block; the CPU has AVX2.
+    unsafe fn weight(w: *const u8) -> Self::W;
+    /// # Safety
+    /// The CPU has AVX2.
+    unsafe fn lanes(w: Self::W, a: Self::Act) -> __m256i;
+}
+
+struct Q4;
+struct Q8;
+
+impl QuantBlock for Q4 {
+    const BYTES: usize = Q4_0_BYTES;
+    /// The 32 activation quants and `8 · (a[2k] + a[2k+1])` as 16 i16 (the offset of the nibbles).
+    type Act = (__m256i, __m256i);
+    type W = __m256i;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn act(a: *const u8) -> Self::Act {
+        // SAFETY: `a` points at 34 bytes; quants are bytes 2..34.
+        let q = unsafe { _mm256_loadu_si256(a.add(2).cast()) };
+        (q, _mm256_maddubs_epi16(_mm256_set1_epi8(8), q))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weight(w: *const u8) -> Self::W {
+        // SAFETY: `w` points at 18 bytes; nibbles are bytes 2..18.
+        let q = unsafe { _mm_loadu_si128(w.add(2).cast()) };
+        // Low nibbles are elements 0..16, high nibbles 16..32: as unsigned 0..15.
+        let both = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn lanes(w: Self::W, (a, a8): Self::Act) -> __m256i {
+        // Σ (w - 8)·a = Σ w·a - 8·Σ a, pairwise in i16 (|w·a| pairs ≤ 3840: no saturation).
+        let p = _mm256_sub_epi16(_mm256_maddubs_epi16(w, a), a8);
+        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+    }
+}
+
+impl QuantBlock for Q8 {
+    const BYTES: usize = Q8_0_BYTES;
+    /// Quants sign-extended to i16 (exact for every i8, -128 included).
+    type Act = (__m256i, __m256i);
+    type W = (__m256i, __m256i);
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn act(a: *const u8) -> Self::Act {
+        // SAFETY: `a` points at 34 bytes; quants are bytes 2..34.
+        unsafe { widen_i8(a.add(2)) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weight(w: *const u8) -> Self::W {
+        // SAFETY: as for `act`.
+        unsafe { widen_i8(w.add(2)) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn lanes(w: Self::W, a: Self::Act) -> __m256i {
+        _mm256_add_epi32(_mm256_madd_epi16(w.0, a.0), _mm256_madd_epi16(w.1, a.1))
+    }
+}
+
+/// 32 i8 at `p` as two vectors of 16 i16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn widen_i8(p: *const u8) -> (__m256i, __m256i) {
+    // SAFETY: the caller passes 32 readable bytes.
+    unsafe {
+        (
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(p.cast())),
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(16).cast())),
+        )
+    }
+}
+
+/// The sums of the 8 lanes of each of four vectors: `[Σp0, Σp1, Σp2, Σp3]` (exact, wrapping).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn isum4(p0: __m256i, p1: __m256i, p2: __m256i, p3: __m256i) -> __m128i {
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+}
+
+/// The f16 scale at `p` (the first two bytes of a block).
+#[inline]
+unsafe fn scale_bits(p: *const u8) -> u16 {
+    // SAFETY: the caller passes a block pointer; its first two bytes are readable.
+    unsafe { u16::from_le_bytes([*p, *p.add(1)]) }
+}
+
+/// Four f16 scales as f32 (F16C; exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scales4(s: [u16; 4]) -> __m128 {
+    let packed =
+        u64::from(s[0]) | u64::from(s[1]) << 16 | u64::from(s[2]) << 32 | u64::from(s[3]) << 48;
+    _mm_cvtph_ps(_mm_cvtsi64_si128(packed as i64))
+}
+
+/// One f16 scale as f32 in all four lanes (F16C; exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale1(s: u16) -> __m128 {
+    _mm_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(s))))
+}
+
+fn quant_dot<B: QuantBlock>(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    check_quant(n, w.len(), B::BYTES, a.len());
+    // SAFETY: reachable only through `kernels()` (the CPU has AVX2/FMA/F16C); sizes checked.
+    unsafe { quant_dot_avx2::<B>(n / QK, w, a) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quant_dot_avx2<B: QuantBlock>(nb: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut sum = 0.0f32;
+    let mut b = 0;
+    // SAFETY: `w` holds `nb` weight blocks and `a` `nb` Q8_0 blocks (checked by the caller);
+    // every pointer below is to a block with index < nb.
+    unsafe {
+        let wblk = |i: usize| wp.add(i * B::BYTES);
+        let ablk = |i: usize| ap.add(i * Q8_0_BYTES);
+        while b + 4 <= nb {
+            let p: [__m256i; 4] =
+                std::array::from_fn(|k| B::lanes(B::weight(wblk(b + k)), B::act(ablk(b + k))));
+            let isum = _mm_cvtepi32_ps(isum4(p[0], p[1], p[2], p[3]));
+            let dw = scales4(std::array::from_fn(|k| scale_bits(wblk(b + k))));
+            let da = scales4(std::array::from_fn(|k| scale_bits(ablk(b + k))));
+            let mut t = [0.0f32; 4];
+            _mm_storeu_ps(t.as_mut_ptr(), _mm_mul_ps(_mm_mul_ps(dw, da), isum));
+            for tk in t {
+                sum += tk;
+            }
+            b += 4;
+        }
+        while b < nb {
+            let p = B::lanes(B::weight(wblk(b)), B::act(ablk(b)));
+            let z = _mm256_setzero_si256();
+            let isum = _mm_cvtsi128_si32(isum4(p, z, z, z));
+            let wb = std::slice::from_raw_parts(wblk(b), 2);
+            let ab = std::slice::from_raw_parts(ablk(b), 2);
+            sum += (block_scale(wb) * block_scale(ab)) * isum as f32;
+            b += 1;
+        }
+    }
+    sum
+}
+
+fn quant_x4<B: QuantBlock>(n: usize, w: [&[u8]; 4], a: &[u8]) -> [f32; 4] {
+    for wr in w {
+        check_quant(n, wr.len(), B::BYTES, a.len());
+    }
+    // SAFETY: reachable only through `kernels()`; sizes checked.
+    unsafe { quant_x4_avx2::<B>(n / QK, w, a) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quant_x4_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: &[u8]) -> [f32; 4] {
+    let wp = w.map(|r| r.as_ptr());
+    let ap = a.as_ptr();
+    let mut acc = _mm_setzero_ps();
+    // SAFETY: each `w[r]` holds `nb` weight blocks and `a` `nb` Q8_0 blocks (checked by the
+    // caller); every pointer below is to a block with index b < nb.
+    unsafe {
+        for b in 0..nb {
+            let ab = ap.add(b * Q8_0_BYTES);
+            let act = B::act(ab);
+            let wb = wp.map(|p| p.add(b * B::BYTES));
+            let p = wb.map(|p| B::lanes(B::weight(p), act));
+            let isum = _mm_cvtepi32_ps(isum4(p[0], p[1], p[2], p[3]));
+            let dw = scales4(wb.map(|p| scale_bits(p)));
+            let da = scale1(scale_bits(ab));
+            acc = _mm_add_ps(acc, _mm_mul_ps(_mm_mul_ps(dw, da), isum));
+        }
+        let mut out = [0.0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), acc);
+        out
+    }
+}
+
+fn quant_tile<B: QuantBlock>(n: usize, w: [&[u8]; 4], a: [&[u8]; 4]) -> [[f32; 4]; 4] {
+    for (wr, ar) in w.iter().zip(&a) {
+        check_quant(n, wr.len(), B::BYTES, ar.len());
+    }
+    // SAFETY: reachable only through `kernels()`; sizes checked.
+    unsafe { quant_tile_avx2::<B>(n / QK, w, a) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quant_tile_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: [&[u8]; 4]) -> [[f32; 4]; 4] {
+    let wp = w.map(|r| r.as_ptr());
+    let ap = a.map(|r| r.as_ptr());
+    let mut acc = [_mm_setzero_ps(); 4];
+    // SAFETY: each `w[r]` holds `nb` weight blocks and each `a[t]` `nb` Q8_0 blocks (checked
+    // by the caller); every pointer below is to a block with index b < nb.
+    unsafe {
+        for b in 0..nb {
+            let wb = wp.map(|p| p.add(b * B::BYTES));
+            let wq = wb.map(|p| B::weight(p));
+            let dw = scales4(wb.map(|p| scale_bits(p)));
+            for (t, acc_t) in acc.iter_mut().enumerate() {
+                let ab = ap[t].add(b * Q8_0_BYTES);
+                let act = B::act(ab);
+                let p = wq.map(|q| B::lanes(q, act));
+                let isum = _mm_cvtepi32_ps(isum4(p[0], p[1], p[2], p[3]));
+                let da = scale1(scale_bits(ab));
+                *acc_t = _mm_add_ps(*acc_t, _mm_mul_ps(_mm_mul_ps(dw, da), isum));
+            }
+        }
+        acc.map(|v| {
+            let mut out = [0.0f32; 4];
+            _mm_storeu_ps(out.as_mut_ptr(), v);
+            out
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float weights × f32 activations
+// ---------------------------------------------------------------------------------------------
+
+/// A float weight type: 8 elements at a time as f32.
+trait FloatElem {
+    const BYTES: usize;
+    /// # Safety
+    /// `p` points at 8 elements; the CPU has AVX2 and F16C.
+    unsafe fn load8(p: *const u8) -> __m256;
+    /// One element (the tail).
+    fn get(w: &[u8], i: usize) -> f32;
+}
+
+struct F32;
+struct F16;
+struct BF16;
+
+impl FloatElem for F32 {
+    const BYTES: usize = 4;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        // SAFETY: 32 readable bytes at `p` (caller); `loadu` has no alignment requirement.
+        unsafe { _mm256_loadu_ps(p.cast()) }
+    }
+    fn get(w: &[u8], i: usize) -> f32 {
+        f32::from_le_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]])
+    }
+}
+
+impl FloatElem for F16 {
+    const BYTES: usize = 2;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        // SAFETY: 16 readable bytes at `p` (caller).
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+    fn get(w: &[u8], i: usize) -> f32 {
+        f16_bits_to_f32(u16::from_le_bytes([w[2 * i], w[2 * i + 1]]))
+    }
+}
+
+impl FloatElem for BF16 {
+    const BYTES: usize = 2;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        // SAFETY: 16 readable bytes at `p` (caller).
+        let h = unsafe { _mm_loadu_si128(p.cast()) };
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+    }
+    fn get(w: &[u8], i: usize) -> f32 {
+        bf16_bits_to_f32(u16::from_le_bytes([w[2 * i], w[2 * i + 1]]))
+    }
+}
+
+fn float_dot<E: FloatElem>(n: usize, w: &[u8], x: &[f32]) -> f32 {
+    check_float(n, w.len(), E::BYTES, x.len());
+    // SAFETY: reachable only through `kernels()`; sizes checked.
+    unsafe { float_x4_avx2::<E, 1>(n, [w], x)[0] }
+}
+
+fn float_x4<E: FloatElem>(n: usize, w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    for wr in w {
+        check_float(n, wr.len(), E::BYTES, x.len());
+    }
+    // SAFETY: reachable only through `kernels()`; sizes checked.
+    unsafe { float_x4_avx2::<E, 4>(n, w, x) }
+}
+
+/// `R` rows at once, each with two 8-lane accumulators (the spec's two sets).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn float_x4_avx2<E: FloatElem, const R: usize>(
+    n: usize,
+    w: [&[u8]; R],
+    x: &[f32],
+) -> [f32; R] {
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let xp = x.as_ptr();
+    let mut i = 0;
+    // SAFETY: every row holds `n` elements and `x` holds `n` floats (checked by the caller);
+    // each load reads elements i..i+8 with i + 8 <= n.
+    unsafe {
+        while i + 16 <= n {
+            let x0 = _mm256_loadu_ps(xp.add(i));
+            let x1 = _mm256_loadu_ps(xp.add(i + 8));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let p = w[r].as_ptr().add(i * E::BYTES);
+                acc_r[0] = _mm256_add_ps(acc_r[0], _mm256_mul_ps(E::load8(p), x0));
+                acc_r[1] =
+                    _mm256_add_ps(acc_r[1], _mm256_mul_ps(E::load8(p.add(8 * E::BYTES)), x1));
+            }
+            i += 16;
+        }
+        if i + 8 <= n {
+            // Chunk i / 8 is even here: set 0.
+            let x0 = _mm256_loadu_ps(xp.add(i));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let p = w[r].as_ptr().add(i * E::BYTES);
+                acc_r[0] = _mm256_add_ps(acc_r[0], _mm256_mul_ps(E::load8(p), x0));
+            }
+            i += 8;
+        }
+    }
+    std::array::from_fn(|r| {
+        let mut lanes = [[0.0f32; 8]; 2];
+        for (s, v) in acc[r].iter().enumerate() {
+            // SAFETY: storing 8 floats into an 8-float array.
+            unsafe { _mm256_storeu_ps(lanes[s].as_mut_ptr(), *v) };
+        }
+        for (j, &xv) in x.iter().enumerate().skip(i) {
+            lanes[(j / 8) % 2][j % 8] += E::get(w[r], j) * xv;
+        }
+        fold_lanes(lanes)
+    })
+}
