@@ -30,20 +30,35 @@ pub struct BenchResult {
 }
 
 /// Runs every (threads, test) combination; `on_result` sees each as it completes.
-pub fn bench(model: &Mixtral, p: &BenchParams, mut on_result: impl FnMut(&BenchResult)) -> Result<Vec<BenchResult>> {
+pub fn bench(
+    model: &Mixtral,
+    p: &BenchParams,
+    mut on_result: impl FnMut(&BenchResult),
+) -> Result<Vec<BenchResult>> {
     let cfg = &model.cfg;
-    let n_ctx = p.n_prompt.iter().chain(&p.n_gen).copied().max().unwrap_or(1).max(1);
+    let n_ctx = p
+        .n_prompt
+        .iter()
+        .chain(&p.n_gen)
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let mut rng = ChaCha8Rng::seed_from_u64(1234);
     let mut out = Vec::new();
     for &t in &p.threads {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(t.max(1))
             .build()
-            .map_err(|e| Error::Model { what: format!("cannot start {t} threads: {e}") })?;
+            .map_err(|e| Error::Model {
+                what: format!("cannot start {t} threads: {e}"),
+            })?;
         let mut kv = KvCache::new(CacheType::F16, 1, cfg.n_layer, n_ctx, cfg.kv_dim());
         let mut run = |test: String, n: usize, batch: bool| -> Result<BenchResult> {
             let mut s = Scratch::new(cfg, if batch { n } else { 1 }, n_ctx);
-            let ids: Vec<u32> = (0..n).map(|_| rng.random_range(0..cfg.n_vocab as u32)).collect();
+            let ids: Vec<u32> = (0..n)
+                .map(|_| rng.random_range(0..cfg.n_vocab as u32))
+                .collect();
             let mut samples = Vec::with_capacity(p.reps);
             // One warm-up run (page in the weights, fault in the buffers), then the timed ones.
             for rep in 0..=p.reps {
@@ -53,12 +68,26 @@ pub fn bench(model: &Mixtral, p: &BenchParams, mut on_result: impl FnMut(&BenchR
                         let b: Vec<BatchToken> = ids
                             .iter()
                             .enumerate()
-                            .map(|(pos, &id)| BatchToken { id, pos, seq: 0, logits: pos + 1 == n })
+                            .map(|(pos, &id)| BatchToken {
+                                id,
+                                pos,
+                                seq: 0,
+                                logits: pos + 1 == n,
+                            })
                             .collect();
                         model.forward(&b, &mut kv, &mut s)
                     } else {
                         for (pos, &id) in ids.iter().enumerate() {
-                            model.forward(&[BatchToken { id, pos, seq: 0, logits: true }], &mut kv, &mut s)?;
+                            model.forward(
+                                &[BatchToken {
+                                    id,
+                                    pos,
+                                    seq: 0,
+                                    logits: true,
+                                }],
+                                &mut kv,
+                                &mut s,
+                            )?;
                         }
                         Ok(())
                     }
@@ -68,8 +97,15 @@ pub fn bench(model: &Mixtral, p: &BenchParams, mut on_result: impl FnMut(&BenchR
                 }
             }
             let mean = samples.iter().sum::<f64>() / samples.len() as f64;
-            let var = samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (samples.len().max(2) - 1) as f64;
-            Ok(BenchResult { test, threads: t, tps_mean: mean, tps_sd: var.sqrt(), samples })
+            let var = samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
+                / (samples.len().max(2) - 1) as f64;
+            Ok(BenchResult {
+                test,
+                threads: t,
+                tps_mean: mean,
+                tps_sd: var.sqrt(),
+                samples,
+            })
         };
         for &n in &p.n_prompt {
             let r = run(format!("pp{n}"), n, true)?;

@@ -62,8 +62,21 @@ struct Planned {
 /// Writes the model to `out` (through a temporary file renamed at the end). `vocab` is the
 /// tokenizer stored in the file; its size is the model's n_vocab. `progress(done, total)` counts
 /// tensors.
-pub fn synth(out: &Path, o: &SynthOptions, vocab: &Vocab, progress: &dyn Fn(usize, usize)) -> Result<u64> {
-    if ![GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16, GgmlType::BF16, GgmlType::F32].contains(&o.ty) {
+pub fn synth(
+    out: &Path,
+    o: &SynthOptions,
+    vocab: &Vocab,
+    progress: &dyn Fn(usize, usize),
+) -> Result<u64> {
+    if ![
+        GgmlType::Q4_0,
+        GgmlType::Q8_0,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::F32,
+    ]
+    .contains(&o.ty)
+    {
         return Err(Error::Model {
             what: format!("synth writes q4_0, q8_0, f16, bf16 or f32, not {}", o.ty),
         });
@@ -73,7 +86,14 @@ pub fn synth(out: &Path, o: &SynthOptions, vocab: &Vocab, progress: &dyn Fn(usiz
     let (e, f, v) = (o.n_embd as u64, o.n_ff as u64, n_vocab as u64);
     let (q, kv, ne) = (e, (o.n_head_kv * head_dim) as u64, o.n_expert as u64);
     let mut tensors = Vec::new();
-    let mut add = |name: String, ty: GgmlType, dims: Vec<u64>, norm: bool| tensors.push(Planned { name, ty, dims, norm });
+    let mut add = |name: String, ty: GgmlType, dims: Vec<u64>, norm: bool| {
+        tensors.push(Planned {
+            name,
+            ty,
+            dims,
+            norm,
+        })
+    };
     add("token_embd.weight".into(), o.ty, vec![e, v], false);
     for il in 0..o.n_layer {
         let g = |s: &str| format!("blk.{il}.{s}");
@@ -101,7 +121,10 @@ pub fn synth(out: &Path, o: &SynthOptions, vocab: &Vocab, progress: &dyn Fn(usiz
         _ => 32,
     };
     plan.add_kv("general.architecture", a)?;
-    plan.add_kv("general.name", format!("smoe-synth-mixtral-{}L-{}", o.n_layer, o.ty))?;
+    plan.add_kv(
+        "general.name",
+        format!("smoe-synth-mixtral-{}L-{}", o.n_layer, o.ty),
+    )?;
     plan.add_kv("general.file_type", file_type)?;
     plan.add_kv("general.quantization_version", 2u32)?;
     for (k, val) in [
@@ -121,9 +144,18 @@ pub fn synth(out: &Path, o: &SynthOptions, vocab: &Vocab, progress: &dyn Fn(usiz
     plan.add_kv(format!("{a}.rope.freq_base"), 1e6f32)?;
     plan.add_kv(format!("{a}.attention.layer_norm_rms_epsilon"), 1e-5f32)?;
     plan.add_kv("tokenizer.ggml.model", "llama")?;
-    plan.add_kv("tokenizer.ggml.tokens", Array::strings(vocab.tokens.iter().cloned()))?;
-    plan.add_kv("tokenizer.ggml.scores", Array::of(ValueType::F32, vocab.scores.iter().copied()))?;
-    plan.add_kv("tokenizer.ggml.token_type", Array::of(ValueType::I32, vocab.token_types.iter().copied()))?;
+    plan.add_kv(
+        "tokenizer.ggml.tokens",
+        Array::strings(vocab.tokens.iter().cloned()),
+    )?;
+    plan.add_kv(
+        "tokenizer.ggml.scores",
+        Array::of(ValueType::F32, vocab.scores.iter().copied()),
+    )?;
+    plan.add_kv(
+        "tokenizer.ggml.token_type",
+        Array::of(ValueType::I32, vocab.token_types.iter().copied()),
+    )?;
     plan.add_kv("tokenizer.ggml.bos_token_id", vocab.bos_id)?;
     plan.add_kv("tokenizer.ggml.eos_token_id", vocab.eos_id)?;
     plan.add_kv("tokenizer.ggml.unknown_token_id", vocab.unk_id)?;
@@ -133,7 +165,10 @@ pub fn synth(out: &Path, o: &SynthOptions, vocab: &Vocab, progress: &dyn Fn(usiz
         plan.add_tensor(t.name.clone(), t.ty, &t.dims)?;
     }
 
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".smoe-synth.{}.tmp", std::process::id()));
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -163,7 +198,9 @@ pub fn synth(out: &Path, o: &SynthOptions, vocab: &Vocab, progress: &dyn Fn(usiz
                             row.fill(1.0);
                         } else {
                             let stream = (ti as u64) << 32 | (r0 + i) as u64;
-                            let mut rng = ChaCha8Rng::seed_from_u64(o.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                            let mut rng = ChaCha8Rng::seed_from_u64(
+                                o.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                            );
                             for x in row.iter_mut() {
                                 *x = rng.random_range(-bound..bound);
                             }

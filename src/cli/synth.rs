@@ -39,20 +39,33 @@ pub fn run(a: SynthArgs) -> Result<()> {
     // The vocabulary reader takes files: stage the embedded tokenizer in a private temp folder.
     let dir = std::env::temp_dir().join(format!("smoe-synth-tok-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (tj, tc) = (dir.join("tokenizer.json"), dir.join("tokenizer_config.json"));
+    let (tj, tc) = (
+        dir.join("tokenizer.json"),
+        dir.join("tokenizer_config.json"),
+    );
     std::fs::write(&tj, TOKENIZER_JSON)?;
     std::fs::write(&tc, TOKENIZER_CONFIG)?;
     let vocab = Vocab::from_tokenizer_json(&tj, Some(&tc));
     let _ = std::fs::remove_dir_all(&dir);
     let vocab = vocab?;
     let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tensors").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tensors",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let opts = SynthOptions::mixtral(a.layers, ty, a.seed);
     let bytes = synth(&a.output, &opts, &vocab, &|done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
-    eprintln!("smoe: wrote {} ({:.2} GB, {} layers, {ty})", a.output.display(), bytes as f64 / 1e9, a.layers);
+    eprintln!(
+        "smoe: wrote {} ({:.2} GB, {} layers, {ty})",
+        a.output.display(),
+        bytes as f64 / 1e9,
+        a.layers
+    );
     Ok(())
 }

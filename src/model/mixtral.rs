@@ -1,7 +1,7 @@
 //! The Mixtral forward pass over a batch of tokens, each at its own position in its own sequence
 //! slot: embed → n_layer × (attention block, MoE block) → output norm → logits.
 
-use smoe_quant::matmul::gemm;
+use smoe_quant::matmul::{matmul, Activations};
 
 use super::attention::{attend, AttnShape};
 use super::config::Config;
@@ -51,6 +51,8 @@ pub struct Scratch {
     attn: Vec<f32>,
     /// [n_batch, n_embd] output of a block before it joins the residual.
     proj: Vec<f32>,
+    /// The current matmul input, quantized once and reused by every matrix that reads it.
+    acts: Activations,
     /// [n_head, n_ctx] attention scores.
     scores: Vec<f32>,
     /// [n_batch, n_expert] router logits.
@@ -76,6 +78,7 @@ impl Scratch {
             v: vec![0.0; n_batch * cfg.kv_dim()],
             attn: vec![0.0; n_batch * cfg.q_dim()],
             proj: vec![0.0; n_batch * cfg.n_embd],
+            acts: Activations::new(),
             scores: vec![0.0; cfg.n_head * n_ctx],
             router_logits: vec![0.0; n_batch * cfg.n_expert],
             routes: vec![Route::default(); n_batch * cfg.n_expert_used],
@@ -101,7 +104,6 @@ impl Scratch {
             + self.proj.len()
             + self.scores.len()
             + self.router_logits.len()
-            + self.moe.xe.len()
             + self.moe.gate.len()
             + self.moe.up.len()
             + self.moe.down.len()
@@ -153,12 +155,8 @@ impl<'a> Mixtral<'a> {
         if m == 0 {
             return Ok(());
         }
-        gemm(
-            &self.w.output,
-            &s.xn[..m * n_embd],
-            m,
-            &mut s.logits[..m * cfg.n_vocab],
-        )?;
+        s.acts.set_rows(&s.xn[..m * n_embd], n_embd)?;
+        matmul(&self.w.output, &s.acts, &mut s.logits[..m * cfg.n_vocab])?;
         Ok(())
     }
 
@@ -174,10 +172,10 @@ impl<'a> Mixtral<'a> {
         let cfg = &self.cfg;
         let (n, n_embd, q_dim, kv_dim) = (batch.len(), cfg.n_embd, cfg.q_dim(), cfg.kv_dim());
         norm_rows(&s.x, &lw.attn_norm, cfg.rms_eps, n, &mut s.xn);
-        let xn = &s.xn[..n * n_embd];
-        gemm(&lw.wq, xn, n, &mut s.q[..n * q_dim])?;
-        gemm(&lw.wk, xn, n, &mut s.k[..n * kv_dim])?;
-        gemm(&lw.wv, xn, n, &mut s.v[..n * kv_dim])?;
+        s.acts.set_rows(&s.xn[..n * n_embd], n_embd)?;
+        matmul(&lw.wq, &s.acts, &mut s.q[..n * q_dim])?;
+        matmul(&lw.wk, &s.acts, &mut s.k[..n * kv_dim])?;
+        matmul(&lw.wv, &s.acts, &mut s.v[..n * kv_dim])?;
         for (t, tok) in batch.iter().enumerate() {
             self.rope
                 .apply(&mut s.q[t * q_dim..(t + 1) * q_dim], cfg.head_dim, tok.pos);
@@ -213,7 +211,8 @@ impl<'a> Mixtral<'a> {
                 &mut s.attn[t * q_dim..(t + 1) * q_dim],
             );
         }
-        gemm(&lw.wo, &s.attn[..n * q_dim], n, &mut s.proj[..n * n_embd])?;
+        s.acts.set_rows(&s.attn[..n * q_dim], q_dim)?;
+        matmul(&lw.wo, &s.acts, &mut s.proj[..n * n_embd])?;
         add_into(&mut s.x[..n * n_embd], &s.proj[..n * n_embd]);
         Ok(())
     }
@@ -223,12 +222,11 @@ impl<'a> Mixtral<'a> {
         let cfg = &self.cfg;
         let (n_embd, k) = (cfg.n_embd, cfg.n_expert_used);
         norm_rows(&s.x, &lw.ffn_norm, cfg.rms_eps, n, &mut s.xn);
-        let xn = &s.xn[..n * n_embd];
-        route(&lw.router, xn, n, k, &mut s.router_logits, &mut s.routes)?;
+        s.acts.set_rows(&s.xn[..n * n_embd], n_embd)?;
+        route(&lw.router, &s.acts, k, &mut s.router_logits, &mut s.routes)?;
         experts(
             &lw.experts,
-            xn,
-            n,
+            &s.acts,
             &s.routes[..n * k],
             k,
             &mut s.moe,

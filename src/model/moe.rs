@@ -2,7 +2,7 @@
 //! token, and only those run. Tokens are grouped by expert so each expert's weights are read once
 //! for the whole batch.
 
-use smoe_quant::matmul::gemm;
+use smoe_quant::matmul::{matmul, Activations};
 
 use super::weights::Expert;
 use crate::Result;
@@ -19,14 +19,13 @@ pub struct Route {
 /// softmax over just those. `routes` [n_tok, k] receives the choices, best first.
 pub fn route(
     router: &Matrix,
-    xn: &[f32],
-    n_tok: usize,
+    xn: &Activations,
     k: usize,
     logits: &mut [f32],
     routes: &mut [Route],
 ) -> Result<()> {
-    let n_expert = router.n_rows;
-    gemm(router, xn, n_tok, &mut logits[..n_tok * n_expert])?;
+    let (n_expert, n_tok) = (router.n_rows, xn.n_tok());
+    matmul(router, xn, &mut logits[..n_tok * n_expert])?;
     for t in 0..n_tok {
         let lt = &logits[t * n_expert..(t + 1) * n_expert];
         let rt = &mut routes[t * k..(t + 1) * k];
@@ -60,10 +59,13 @@ pub fn route(
 /// Scratch for [`experts`], sized for `n_tok` tokens.
 #[derive(Debug)]
 pub struct MoeScratch {
-    /// Tokens routed to the current expert (their batch index and weight).
-    pub members: Vec<(usize, f32)>,
-    /// [n_tok, n_embd] inputs of the current expert's tokens, gathered.
-    pub xe: Vec<f32>,
+    /// Tokens routed to the current expert: their batch indices and weights.
+    pub members: Vec<usize>,
+    pub member_weights: Vec<f32>,
+    /// [m, n_embd] inputs of the current expert's m tokens, gathered (already quantized).
+    pub xe: Activations,
+    /// [m, n_ff] silu(gate) * up, quantized for the down projection.
+    pub hidden: Activations,
     /// [n_tok, n_ff] gate, then silu(gate) * up.
     pub gate: Vec<f32>,
     /// [n_tok, n_ff]
@@ -76,7 +78,9 @@ impl MoeScratch {
     pub fn new(n_tok: usize, n_embd: usize, n_ff: usize) -> Self {
         MoeScratch {
             members: Vec::with_capacity(n_tok),
-            xe: vec![0.0; n_tok * n_embd],
+            member_weights: Vec::with_capacity(n_tok),
+            xe: Activations::new(),
+            hidden: Activations::new(),
             gate: vec![0.0; n_tok * n_ff],
             up: vec![0.0; n_tok * n_ff],
             down: vec![0.0; n_tok * n_embd],
@@ -88,20 +92,21 @@ impl MoeScratch {
 /// Experts run in index order, so a token's sum has the same order in any batch.
 pub fn experts(
     experts: &[Expert],
-    xn: &[f32],
-    n_tok: usize,
+    xn: &Activations,
     routes: &[Route],
     k: usize,
     s: &mut MoeScratch,
     out: &mut [f32],
 ) -> Result<()> {
-    let n_embd = xn.len() / n_tok.max(1);
+    let (n_tok, n_embd) = (xn.n_tok(), xn.n_cols());
     out[..n_tok * n_embd].fill(0.0);
     for (e, ex) in experts.iter().enumerate() {
         s.members.clear();
+        s.member_weights.clear();
         for t in 0..n_tok {
             if let Some(r) = routes[t * k..(t + 1) * k].iter().find(|r| r.expert == e) {
-                s.members.push((t, r.weight));
+                s.members.push(t);
+                s.member_weights.push(r.weight);
             }
         }
         let m = s.members.len();
@@ -109,17 +114,15 @@ pub fn experts(
             continue;
         }
         let n_ff = ex.gate.n_rows;
-        for (i, &(t, _)) in s.members.iter().enumerate() {
-            s.xe[i * n_embd..(i + 1) * n_embd].copy_from_slice(&xn[t * n_embd..(t + 1) * n_embd]);
-        }
-        let xe = &s.xe[..m * n_embd];
-        gemm(&ex.gate, xe, m, &mut s.gate[..m * n_ff])?;
-        gemm(&ex.up, xe, m, &mut s.up[..m * n_ff])?;
+        xn.gather_into(&s.members, &mut s.xe)?;
+        matmul(&ex.gate, &s.xe, &mut s.gate[..m * n_ff])?;
+        matmul(&ex.up, &s.xe, &mut s.up[..m * n_ff])?;
         for (g, u) in s.gate[..m * n_ff].iter_mut().zip(&s.up[..m * n_ff]) {
             *g = silu(*g) * u;
         }
-        gemm(&ex.down, &s.gate[..m * n_ff], m, &mut s.down[..m * n_embd])?;
-        for (i, &(t, w)) in s.members.iter().enumerate() {
+        s.hidden.set_rows(&s.gate[..m * n_ff], n_ff)?;
+        matmul(&ex.down, &s.hidden, &mut s.down[..m * n_embd])?;
+        for (i, (&t, &w)) in s.members.iter().zip(&s.member_weights).enumerate() {
             let o = &mut out[t * n_embd..(t + 1) * n_embd];
             for (o, d) in o.iter_mut().zip(&s.down[i * n_embd..(i + 1) * n_embd]) {
                 *o += w * d;
