@@ -116,7 +116,13 @@ pub fn run(a: ChatArgs) -> Result<()> {
         let tail = dec.finish();
         reply.push_str(&tail);
         writeln!(out, "{tail}")?;
-        r?;
+        let stats = r?;
+        eprintln!(
+            "[{keep} tokens reused from the cache, {} new; {} generated at {:.1} tok/s]",
+            ids.len() - keep,
+            stats.generated,
+            stats.gen_tps()
+        );
         messages.push(ChatMessage::new("assistant", reply.trim_start()));
     }
 }
