@@ -245,11 +245,19 @@ pub fn to_f32(d: Dtype, src: &[u8], out: &mut [f32]) {
                 *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
             }
         }
-        _ => {
-            for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
-                *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
+        _ => match bytemuck::try_cast_slice::<u8, u16>(src) {
+            // bf16 is the top half of an f32: a shift (vectorizes when the data is aligned).
+            Ok(bits) => {
+                for (o, &b) in out.iter_mut().zip(bits) {
+                    *o = f32::from_bits(u32::from(b) << 16);
+                }
             }
-        }
+            Err(_) => {
+                for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
+                    *o = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
+                }
+            }
+        },
     }
 }
 
