@@ -1,0 +1,160 @@
+//! The three ways GGUF files store Mixtral's experts load to the same model: merged 3-D
+//! `ffn_{gate,up,down}_exps` (what llama.cpp writes today), legacy per-expert 2-D tensors
+//! `blk.N.ffn_{gate,up,down}.E.weight`, and fused `ffn_gate_up_exps` (gate rows first).
+//! The files are rewritten from the converted fixture, so the logits must be bit-identical.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+#[path = "common/tiny.rs"]
+mod tiny;
+
+use std::path::Path;
+
+use smoe::gguf::{GgufFile, GgufPlan};
+use smoe::model::{BatchToken, CacheType, KvCache, Mixtral, Scratch};
+use tiny::tiny_gguf;
+
+#[derive(Clone, Copy)]
+enum Layout {
+    PerExpert,
+    FusedGateUp,
+}
+
+/// One output tensor: name, type, dims, and its bytes gathered from the source file.
+type Part = (String, smoe::quant::GgmlType, Vec<u64>, Vec<u8>);
+
+fn rewrite(src: &GgufFile, layout: Layout, out: &Path) {
+    let mut parts: Vec<Part> = Vec::new();
+    for t in src.tensors() {
+        let name = t.name();
+        let data = src.tensor_data(t);
+        let is_exps = name.ends_with("_exps.weight");
+        if !is_exps {
+            parts.push((name.to_string(), t.ty(), t.dims().to_vec(), data.to_vec()));
+            continue;
+        }
+        let (n_cols, n_rows, n_expert) = (t.dims()[0], t.dims()[1], t.dims()[2] as usize);
+        let per = data.len() / n_expert;
+        match layout {
+            Layout::PerExpert => {
+                let kind = name.split('.').nth(2).unwrap().trim_end_matches("_exps"); // ffn_gate
+                let il = name.split('.').nth(1).unwrap();
+                for e in 0..n_expert {
+                    parts.push((
+                        format!("blk.{il}.{kind}.{e}.weight"),
+                        t.ty(),
+                        vec![n_cols, n_rows],
+                        data[e * per..(e + 1) * per].to_vec(),
+                    ));
+                }
+            }
+            Layout::FusedGateUp => {
+                if name.contains("ffn_down_exps") {
+                    parts.push((name.to_string(), t.ty(), t.dims().to_vec(), data.to_vec()));
+                } else if name.contains("ffn_gate_exps") {
+                    let up =
+                        src.tensor_data(src.tensor(&name.replace("gate_exps", "up_exps")).unwrap());
+                    let mut fused = Vec::with_capacity(2 * data.len());
+                    for e in 0..n_expert {
+                        fused.extend_from_slice(&data[e * per..(e + 1) * per]);
+                        fused.extend_from_slice(&up[e * per..(e + 1) * per]);
+                    }
+                    parts.push((
+                        name.replace("gate_exps", "gate_up_exps"),
+                        t.ty(),
+                        vec![n_cols, 2 * n_rows, n_expert as u64],
+                        fused,
+                    ));
+                }
+            }
+        }
+    }
+    let mut plan = GgufPlan::new();
+    for (k, v) in src.metadata().iter() {
+        plan.add_kv(k, v.clone()).unwrap();
+    }
+    for (name, ty, dims, _) in &parts {
+        plan.add_tensor(name.clone(), *ty, dims).unwrap();
+    }
+    let mut w = plan.begin(std::fs::File::create(out).unwrap()).unwrap();
+    for (name, _, _, bytes) in &parts {
+        w.write_tensor_data(name, bytes).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn logits(path: &Path) -> Vec<f32> {
+    let file = GgufFile::open(path).unwrap();
+    let model = Mixtral::load(&file).unwrap();
+    let cfg = &model.cfg;
+    let ids = [1u32, 415, 5565, 302, 4843, 349, 28705, 13];
+    let mut kv = KvCache::new(CacheType::F16, 1, cfg.n_layer, 16, cfg.kv_dim());
+    let mut s = Scratch::new(cfg, ids.len(), 16);
+    let batch: Vec<BatchToken> = ids
+        .iter()
+        .enumerate()
+        .map(|(pos, &id)| BatchToken {
+            id,
+            pos,
+            seq: 0,
+            logits: true,
+        })
+        .collect();
+    model.forward(&batch, &mut kv, &mut s).unwrap();
+    s.logits[..ids.len() * cfg.n_vocab].to_vec()
+}
+
+#[test]
+fn per_expert_and_fused_layouts_give_identical_logits() {
+    let merged = tiny_gguf("q8_0");
+    let want = logits(&merged);
+    let src = GgufFile::open(&merged).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (layout, name) in [
+        (Layout::PerExpert, "per-expert.gguf"),
+        (Layout::FusedGateUp, "fused.gguf"),
+    ] {
+        let path = dir.path().join(name);
+        rewrite(&src, layout, &path);
+        let f = GgufFile::open(&path).unwrap();
+        let has = |n: &str| f.tensor(n).is_some();
+        match layout {
+            Layout::PerExpert => {
+                assert!(has("blk.1.ffn_down.7.weight") && !has("blk.1.ffn_down_exps.weight"))
+            }
+            Layout::FusedGateUp => {
+                assert!(has("blk.0.ffn_gate_up_exps.weight") && !has("blk.0.ffn_up_exps.weight"))
+            }
+        }
+        assert_eq!(logits(&path), want, "{name}");
+    }
+}
+
+#[test]
+fn missing_tensor_is_a_clear_error() {
+    let src = GgufFile::open(tiny_gguf("q8_0")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.gguf");
+    let mut plan = GgufPlan::new();
+    for (k, v) in src.metadata().iter() {
+        plan.add_kv(k, v.clone()).unwrap();
+    }
+    let keep: Vec<_> = src
+        .tensors()
+        .iter()
+        .filter(|t| t.name() != "blk.1.attn_v.weight")
+        .collect();
+    for t in &keep {
+        plan.add_tensor(t.name().to_string(), t.ty(), t.dims())
+            .unwrap();
+    }
+    let mut w = plan.begin(std::fs::File::create(&path).unwrap()).unwrap();
+    for t in &keep {
+        w.write_tensor_data(t.name(), src.tensor_data(t)).unwrap();
+    }
+    w.finish().unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    let err = Mixtral::load(&file)
+        .expect_err("a tensor is missing")
+        .to_string();
+    assert!(err.contains("blk.1.attn_v.weight"), "{err}");
+}
