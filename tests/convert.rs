@@ -191,3 +191,62 @@ fn unwritable_output_is_an_error() {
     .expect_err("cannot write there");
     assert!(err.to_string().contains("/nonexistent-dir"), "{err}");
 }
+
+#[test]
+fn single_file_f32_checkpoint_converts_to_the_same_model() {
+    // The committed fixture is bf16 in shards; rewrite it as one f32 model.safetensors (the other
+    // layout Hugging Face writes) and check the converted file holds the same f32 weights.
+    use safetensors::tensor::{Dtype, TensorView};
+    use smoe::convert::hf::{to_f32, HfWeights};
+    let dir = tempfile::tempdir().unwrap();
+    let src = HfWeights::open(&tiny_dir()).unwrap();
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in &src.tensors {
+        let n: usize = t.shape.iter().product();
+        let mut v = vec![0.0f32; n];
+        to_f32(t.dtype, src.bytes(t), &mut v);
+        owned.push((
+            name.clone(),
+            t.shape.clone(),
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    }
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::tensor::serialize_to_file(views, None, &dir.path().join("model.safetensors"))
+        .unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(tiny_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let out = dir.path().join("f32.gguf");
+    quantize(
+        dir.path(),
+        &out,
+        QuantizeOptions {
+            ty: OutType::F32,
+            pure: false,
+        },
+        &|_, _| {},
+    )
+    .unwrap();
+    let (a, b) = (
+        GgufFile::open(&out).unwrap(),
+        GgufFile::open(tiny_gguf("f32")).unwrap(),
+    );
+    assert_eq!(a.tensors().len(), b.tensors().len());
+    for t in b.tensors() {
+        assert_eq!(
+            a.tensor_data_by_name(t.name()).unwrap(),
+            b.tensor_data(t),
+            "{}",
+            t.name()
+        );
+    }
+}
