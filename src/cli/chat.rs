@@ -96,6 +96,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
         session.truncate(keep);
         let mut dec = tok.stream_decoder();
         let mut reply = String::new();
+        let mut first_piece_spaced = None;
         let mut out = std::io::stdout().lock();
         stop.store(false, Ordering::SeqCst);
         generating.store(true, Ordering::SeqCst);
@@ -105,6 +106,10 @@ pub fn run(a: ChatArgs) -> Result<()> {
             &mut sampler,
             &[tok.eos()],
             |id| {
+                first_piece_spaced.get_or_insert_with(|| {
+                    tok.token_to_piece(id)
+                        .is_some_and(|p| p.starts_with('\u{2581}'))
+                });
                 if let Ok(piece) = dec.push(id) {
                     let _ = out.write_all(piece.as_bytes()).and_then(|_| out.flush());
                     reply.push_str(&piece);
@@ -123,6 +128,15 @@ pub fn run(a: ChatArgs) -> Result<()> {
             stats.generated,
             stats.gen_tps()
         );
-        messages.push(ChatMessage::new("assistant", reply.trim_start()));
+        // Keep the reply's leading space when the model produced one ("▁Hello"): the template then
+        // re-renders "[/INST] Hello", which tokenizes to what was generated, so the next turn reuses
+        // the reply from the cache instead of processing it again.
+        let reply = reply.trim_start();
+        let content = if first_piece_spaced == Some(true) {
+            format!(" {reply}")
+        } else {
+            reply.to_string()
+        };
+        messages.push(ChatMessage::new("assistant", content));
     }
 }
