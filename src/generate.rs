@@ -18,6 +18,8 @@ pub struct Session<'m, 'a> {
     scratch: Scratch,
     /// Every token in the cache, in position order.
     tokens: Vec<u32>,
+    /// The batch being fed, reused so decoding allocates nothing.
+    batch: Vec<BatchToken>,
 }
 
 /// Why generation stopped.
@@ -62,6 +64,7 @@ impl<'m, 'a> Session<'m, 'a> {
             kv: KvCache::new(cache, 1, cfg.n_layer, n_ctx, cfg.kv_dim()),
             scratch: Scratch::new(cfg, n_batch.clamp(1, n_ctx), n_ctx),
             tokens: Vec::with_capacity(n_ctx),
+            batch: Vec::with_capacity(n_batch.clamp(1, n_ctx)),
         }
     }
 
@@ -103,16 +106,16 @@ impl<'m, 'a> Session<'m, 'a> {
                 n_ctx,
             });
         }
-        let mut batch = Vec::with_capacity(self.scratch.n_batch);
         for chunk in ids.chunks(self.scratch.n_batch) {
-            batch.clear();
+            self.batch.clear();
             let start = self.tokens.len();
-            batch.extend(chunk.iter().enumerate().map(|(i, &id)| BatchToken {
-                id,
-                pos: start + i,
-                seq: 0,
-                logits: i + 1 == chunk.len(),
-            }));
+            self.batch
+                .extend(chunk.iter().enumerate().map(|(i, &id)| BatchToken {
+                    id,
+                    pos: start + i,
+                    seq: 0,
+                    logits: i + 1 == chunk.len(),
+                }));
             self.model
                 .forward(&batch, &mut self.kv, &mut self.scratch)?;
             self.tokens.extend_from_slice(chunk);
