@@ -117,7 +117,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     logits: i + 1 == chunk.len(),
                 }));
             self.model
-                .forward(&batch, &mut self.kv, &mut self.scratch)?;
+                .forward(&self.batch, &mut self.kv, &mut self.scratch)?;
             self.tokens.extend_from_slice(chunk);
         }
         Ok(())
