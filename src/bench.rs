@@ -65,16 +65,8 @@ pub fn bench(
                 let t0 = Instant::now();
                 pool.install(|| -> Result<()> {
                     if batch {
-                        let b: Vec<BatchToken> = ids
-                            .iter()
-                            .enumerate()
-                            .map(|(pos, &id)| BatchToken {
-                                id,
-                                pos,
-                                seq: 0,
-                                logits: pos + 1 == n,
-                            })
-                            .collect();
+                        let b: Vec<BatchToken> =
+                            BatchToken::run(&ids, 0, 0, |i| i + 1 == n).collect();
                         model.forward(&b, &mut kv, &mut s)
                     } else {
                         for (pos, &id) in ids.iter().enumerate() {

@@ -109,13 +109,9 @@ impl<'m, 'a> Session<'m, 'a> {
         for chunk in ids.chunks(self.scratch.n_batch) {
             self.batch.clear();
             let start = self.tokens.len();
+            let last = chunk.len() - 1;
             self.batch
-                .extend(chunk.iter().enumerate().map(|(i, &id)| BatchToken {
-                    id,
-                    pos: start + i,
-                    seq: 0,
-                    logits: i + 1 == chunk.len(),
-                }));
+                .extend(BatchToken::run(chunk, 0, start, |i| i == last));
             self.model
                 .forward(&self.batch, &mut self.kv, &mut self.scratch)?;
             self.tokens.extend_from_slice(chunk);

@@ -12,28 +12,9 @@ use smoe::model::{BatchToken, CacheType, KvCache, Mixtral, Scratch};
 use smoe::perplexity::{perplexity, PerplexityParams};
 use smoe::sampler::{argmax_logits, Sampler, SamplerConfig};
 use smoe::tokenizer::{Tokenizer, Vocab};
-use tiny::{golden, read_f32, tiny_dir, tiny_gguf};
+use tiny::{all_logits, golden, read_f32, tiny_dir, tiny_gguf};
 
 const N_VOCAB: usize = 32000;
-
-/// Logits [n_pos, n_vocab] for `ids`, all positions computed in one batch.
-fn all_logits(model: &Mixtral, ids: &[u32], cache: CacheType) -> Vec<f32> {
-    let cfg = &model.cfg;
-    let mut kv = KvCache::new(cache, 1, cfg.n_layer, 64, cfg.kv_dim());
-    let mut s = Scratch::new(cfg, ids.len(), 64);
-    let batch: Vec<BatchToken> = ids
-        .iter()
-        .enumerate()
-        .map(|(pos, &id)| BatchToken {
-            id,
-            pos,
-            seq: 0,
-            logits: true,
-        })
-        .collect();
-    model.forward(&batch, &mut kv, &mut s).unwrap();
-    s.logits[..ids.len() * N_VOCAB].to_vec()
-}
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());

@@ -10,8 +10,8 @@ mod tiny;
 use std::path::Path;
 
 use smoe::gguf::{GgufFile, GgufPlan};
-use smoe::model::{BatchToken, CacheType, KvCache, Mixtral, Scratch};
-use tiny::tiny_gguf;
+use smoe::model::{CacheType, Mixtral};
+use tiny::{all_logits, tiny_gguf};
 
 #[derive(Clone, Copy)]
 enum Layout {
@@ -85,22 +85,11 @@ fn rewrite(src: &GgufFile, layout: Layout, out: &Path) {
 fn logits(path: &Path) -> Vec<f32> {
     let file = GgufFile::open(path).unwrap();
     let model = Mixtral::load(&file).unwrap();
-    let cfg = &model.cfg;
-    let ids = [1u32, 415, 5565, 302, 4843, 349, 28705, 13];
-    let mut kv = KvCache::new(CacheType::F16, 1, cfg.n_layer, 16, cfg.kv_dim());
-    let mut s = Scratch::new(cfg, ids.len(), 16);
-    let batch: Vec<BatchToken> = ids
-        .iter()
-        .enumerate()
-        .map(|(pos, &id)| BatchToken {
-            id,
-            pos,
-            seq: 0,
-            logits: true,
-        })
-        .collect();
-    model.forward(&batch, &mut kv, &mut s).unwrap();
-    s.logits[..ids.len() * cfg.n_vocab].to_vec()
+    all_logits(
+        &model,
+        &[1, 415, 5565, 302, 4843, 349, 28705, 13],
+        CacheType::F16,
+    )
 }
 
 #[test]

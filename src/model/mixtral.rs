@@ -25,6 +25,24 @@ pub struct BatchToken {
     pub logits: bool,
 }
 
+impl BatchToken {
+    /// The tokens `ids` of sequence `seq` at positions `start..`, with logits where `want(i)` (i
+    /// counts from 0 within `ids`).
+    pub fn run(
+        ids: &[u32],
+        seq: usize,
+        start: usize,
+        want: impl Fn(usize) -> bool,
+    ) -> impl Iterator<Item = BatchToken> + '_ {
+        ids.iter().enumerate().map(move |(i, &id)| BatchToken {
+            id,
+            pos: start + i,
+            seq,
+            logits: want(i),
+        })
+    }
+}
+
 /// A Mixtral model whose weights are borrowed from a GGUF file.
 #[derive(Debug)]
 pub struct Mixtral<'a> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use smoe::convert::{quantize, OutType, QuantizeOptions};
+use smoe::model::{BatchToken, CacheType, KvCache, Mixtral, Scratch};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -43,4 +44,14 @@ pub fn read_f32(path: &Path) -> Vec<f32> {
 pub fn golden() -> serde_json::Value {
     let text = std::fs::read_to_string(tiny_dir().join("golden/golden.json")).unwrap();
     serde_json::from_str(&text).unwrap()
+}
+
+/// Logits [n_pos, n_vocab] for `ids` from an empty cache, every position computed in one batch.
+pub fn all_logits(model: &Mixtral, ids: &[u32], cache: CacheType) -> Vec<f32> {
+    let cfg = &model.cfg;
+    let mut kv = KvCache::new(cache, 1, cfg.n_layer, 64, cfg.kv_dim());
+    let mut s = Scratch::new(cfg, ids.len(), 64);
+    let batch: Vec<BatchToken> = BatchToken::run(ids, 0, 0, |_| true).collect();
+    model.forward(&batch, &mut kv, &mut s).unwrap();
+    s.logits[..ids.len() * cfg.n_vocab].to_vec()
 }
