@@ -28,12 +28,12 @@ pub struct BatchToken {
 impl BatchToken {
     /// The tokens `ids` of sequence `seq` at positions `start..`, with logits where `want(i)` (i
     /// counts from 0 within `ids`).
-    pub fn run(
-        ids: &[u32],
+    pub fn run<'a>(
+        ids: &'a [u32],
         seq: usize,
         start: usize,
-        want: impl Fn(usize) -> bool,
-    ) -> impl Iterator<Item = BatchToken> + '_ {
+        want: impl Fn(usize) -> bool + 'a,
+    ) -> impl Iterator<Item = BatchToken> + 'a {
         ids.iter().enumerate().map(move |(i, &id)| BatchToken {
             id,
             pos: start + i,
