@@ -147,3 +147,48 @@ fn missing_tensor_is_a_clear_error() {
         .to_string();
     assert!(err.contains("blk.1.attn_v.weight"), "{err}");
 }
+
+#[test]
+fn sliding_window_limits_what_a_position_sees() {
+    // With a window of w positions, layer 1 at position p sees p-w+1..=p and layer 2 sees what those
+    // saw: a change at position 1 cannot reach positions ≥ 1 + 2(w-1) + 1 in this 2-layer model,
+    // while without the window it reaches every later position.
+    let src = GgufFile::open(tiny_gguf("f32")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("windowed.gguf");
+    let mut plan = GgufPlan::new();
+    for (k, v) in src.metadata().iter() {
+        plan.add_kv(k, v.clone()).unwrap();
+    }
+    plan.add_kv("llama.attention.sliding_window", 3u32).unwrap();
+    for t in src.tensors() {
+        plan.add_tensor(t.name().to_string(), t.ty(), t.dims())
+            .unwrap();
+    }
+    let mut w = plan.begin(std::fs::File::create(&path).unwrap()).unwrap();
+    for t in src.tensors() {
+        w.write_tensor_data(t.name(), src.tensor_data(t)).unwrap();
+    }
+    w.finish().unwrap();
+    let a = [1u32, 415, 5565, 302, 4843, 349, 28705, 13, 1200, 9];
+    let mut b = a;
+    b[1] = 5713;
+    let n_vocab = 32000;
+    let row = |l: &[f32], p: usize| l[p * n_vocab..(p + 1) * n_vocab].to_vec();
+    let windowed = GgufFile::open(&path).unwrap();
+    let model = Mixtral::load(&windowed).unwrap();
+    assert_eq!(model.cfg.sliding_window, Some(3));
+    let (la, lb) = (
+        all_logits(&model, &a, CacheType::F32),
+        all_logits(&model, &b, CacheType::F32),
+    );
+    for p in 1..a.len() {
+        assert_eq!(row(&la, p) == row(&lb, p), p >= 6, "windowed, position {p}");
+    }
+    let full = Mixtral::load(&src).unwrap();
+    let (fa, fb) = (
+        all_logits(&full, &a, CacheType::F32),
+        all_logits(&full, &b, CacheType::F32),
+    );
+    assert_ne!(row(&fa, 9), row(&fb, 9));
+}
