@@ -7,6 +7,7 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::model::pager::{dense_bytes, disk_read_bytes};
 use crate::model::{BatchToken, CacheType, KvCache, Mixtral, Scratch};
 use crate::{Error, Result};
 
@@ -27,6 +28,23 @@ pub struct BenchResult {
     pub tps_mean: f64,
     pub tps_sd: f64,
     pub samples: Vec<f64>,
+    /// Bytes read from storage per token during the timed runs (/proc/self/io).
+    pub disk_bytes_per_token: Option<f64>,
+    /// Expert cache hit rate during the timed runs, when experts are paged.
+    pub expert_hit_rate: Option<f64>,
+}
+
+/// Weight bytes one decoded token reads: every dense matrix, one embedding row, and
+/// `n_expert_used` experts per layer.
+pub fn decode_bytes_per_token(model: &Mixtral) -> u64 {
+    let w = &model.w;
+    let experts: usize = w
+        .layers
+        .iter()
+        .map(|l| l.experts.first().map_or(0, |e| e.gate.data.len() + e.up.data.len() + e.down.data.len()))
+        .sum();
+    let dense = dense_bytes(w) - w.token_embd.data.len() as u64 + w.token_embd.row_bytes as u64;
+    dense + (experts * model.cfg.n_expert_used) as u64
 }
 
 /// Runs every (threads, test) combination; `on_result` sees each as it completes.
@@ -60,6 +78,7 @@ pub fn bench(
                 .map(|_| rng.random_range(0..cfg.n_vocab as u32))
                 .collect();
             let mut samples = Vec::with_capacity(p.reps);
+            let (mut disk0, mut pager0) = (None, None);
             // One warm-up run (page in the weights, fault in the buffers), then the timed ones.
             for rep in 0..=p.reps {
                 let t0 = Instant::now();
@@ -86,17 +105,29 @@ pub fn bench(
                 })?;
                 if rep > 0 {
                     samples.push(n as f64 / t0.elapsed().as_secs_f64());
+                } else {
+                    // Count I/O and cache hits over the timed runs only.
+                    disk0 = disk_read_bytes();
+                    pager0 = model.pager.as_ref().map(|p| p.stats());
                 }
             }
             let mean = samples.iter().sum::<f64>() / samples.len() as f64;
             let var = samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
                 / (samples.len().max(2) - 1) as f64;
+            let tokens = (n * p.reps) as f64;
+            let disk = disk0.zip(disk_read_bytes()).map(|(a, b)| b.saturating_sub(a) as f64 / tokens);
+            let hit = pager0.zip(model.pager.as_ref().map(|p| p.stats())).map(|(a, b)| {
+                let (h, m) = (b.hits - a.hits, b.misses - a.misses);
+                h as f64 / (h + m).max(1) as f64
+            });
             Ok(BenchResult {
                 test,
                 threads: t,
                 tps_mean: mean,
                 tps_sd: var.sqrt(),
                 samples,
+                disk_bytes_per_token: disk,
+                expert_hit_rate: hit,
             })
         };
         for &n in &p.n_prompt {

@@ -35,7 +35,7 @@ pub struct ChatArgs {
 pub fn run(a: ChatArgs) -> Result<()> {
     init_threads(a.model.threads)?;
     let (file, tok, _) = open_model(&a.model)?;
-    let model = Mixtral::load(&file)?;
+    let model = Mixtral::load_with(&file, &a.model.mem.load_options(0))?;
     let n_ctx = a.ctx.unwrap_or(model.cfg.n_ctx_train.min(4096));
     let mut sampler = Sampler::new(a.sample.config(), model.cfg.n_vocab);
     let mut session = Session::new(&model, n_ctx, DEFAULT_N_BATCH, a.cache_type);

@@ -6,6 +6,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use smoe::gguf::GgufFile;
+use smoe::model::pager::rss;
+use smoe::model::{Config, LoadOptions, MemBudget, Mixtral};
 use smoe::sampler::SamplerConfig;
 use smoe::tokenizer::{Tokenizer, Vocab};
 
@@ -21,6 +23,74 @@ pub struct ModelArgs {
     /// Worker threads (default: the number of physical cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub mem: MemArgs,
+}
+
+/// Memory flags: how much of the model may stay resident.
+#[derive(Args, Debug, Clone)]
+pub struct MemArgs {
+    /// Memory the weights may keep resident, e.g. 12G, 800M, or "off" for plain mmap. Default:
+    /// what the machine (or its memory cgroup) can spare. When the file is larger, experts are
+    /// paged: the router's choices are read ahead, the next layer's are predicted, and the least
+    /// useful experts are released.
+    #[arg(long = "mem-budget", value_parser = parse_budget, default_value = "auto")]
+    pub mem_budget: MemBudget,
+    /// Pin the dense weights (attention, norms, routers, embeddings, output) in memory.
+    #[arg(long)]
+    pub mlock_dense: bool,
+}
+
+impl MemArgs {
+    /// Load options leaving `reserve` bytes for the KV cache and scratch (plus a margin).
+    pub fn load_options(&self, reserve: u64) -> LoadOptions {
+        LoadOptions {
+            mem_budget: self.mem_budget,
+            mlock_dense: self.mlock_dense,
+            reserve: reserve + (256 << 20),
+        }
+    }
+}
+
+/// "auto", "off", or a size with an optional K/M/G/T suffix (powers of 1024).
+pub fn parse_budget(s: &str) -> std::result::Result<MemBudget, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "auto" => return Ok(MemBudget::Auto),
+        "off" | "none" => return Ok(MemBudget::Off),
+        _ => {}
+    }
+    let t = s.trim().trim_end_matches(['b', 'B']);
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a size (e.g. 12G, 800M, auto, off)"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("'{s}' is not a size"));
+    }
+    Ok(MemBudget::Bytes((v * mult as f64) as u64))
+}
+
+/// One line about memory: resident anonymous vs file-backed bytes, and the pager's state.
+pub fn memory_report(model: &Mixtral) -> String {
+    let mut line = match rss() {
+        Some((anon, file)) => format!("memory: {:.0} MiB anonymous, {:.0} MiB file-backed (mapped weights)", anon as f64 / 1048576.0, file as f64 / 1048576.0),
+        None => "memory: unknown".into(),
+    };
+    if let Some(p) = &model.pager {
+        let st = p.stats();
+        line += &format!(
+            " | paging experts within {:.0} MiB: hit rate {:.1}%, {} read ahead, {} released",
+            p.budget() as f64 / 1048576.0,
+            st.hit_rate() * 100.0,
+            st.prefetched,
+            st.released
+        );
+    }
+    line
 }
 
 /// Sampling flags (llama.cpp's names and defaults).
@@ -90,4 +160,12 @@ pub fn load_tokenizer(file: &GgufFile, json: Option<&Path>) -> Result<Tokenizer>
         Some(p) => Tokenizer::from_tokenizer_json(p, None)?,
         None => Tokenizer::from_vocab(&Vocab::from_gguf(file)?)?,
     })
+}
+
+/// Bytes of an f16 KV cache for one sequence of `n_ctx` tokens plus the forward scratch (roughly),
+/// what the memory budget must leave free beside the weights.
+pub fn kv_and_scratch_bytes(cfg: &Config, n_ctx: usize, n_batch: usize) -> u64 {
+    let kv = 2 * cfg.n_layer * n_ctx * cfg.kv_dim() * 2;
+    let scratch = n_batch * (cfg.n_vocab + 4 * cfg.n_embd + 3 * cfg.n_ff) * 4 + cfg.n_head * n_ctx * 4;
+    (kv + scratch) as u64
 }

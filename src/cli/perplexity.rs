@@ -35,7 +35,7 @@ pub struct PerplexityArgs {
 pub fn run(a: PerplexityArgs) -> Result<()> {
     init_threads(a.model.threads)?;
     let (file, tok, _) = open_model(&a.model)?;
-    let model = Mixtral::load(&file)?;
+    let model = Mixtral::load_with(&file, &a.model.mem.load_options(0))?;
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
     let tokens = tok.encode(&text, true)?;

@@ -6,11 +6,11 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 use smoe::generate::{Session, DEFAULT_N_BATCH};
-use smoe::model::{CacheType, Mixtral};
+use smoe::model::{CacheType, Config, Mixtral};
 use smoe::sampler::Sampler;
 use smoe::tokenizer::ChatMessage;
 
-use super::common::{init_threads, open_model, ModelArgs, SampleArgs};
+use super::common::{init_threads, kv_and_scratch_bytes, memory_report, open_model, ModelArgs, SampleArgs};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -36,6 +36,9 @@ pub struct RunArgs {
     /// KV cache element type: f16 (default) or f32.
     #[arg(long = "cache-type", default_value = "f16")]
     pub cache_type: CacheType,
+    /// Report memory use (anonymous vs file-backed) and the expert pager's counters on stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
     /// Prompt tokens per forward pass.
     #[arg(short = 'b', long = "batch-size", default_value_t = DEFAULT_N_BATCH)]
     pub batch: usize,
@@ -44,8 +47,10 @@ pub struct RunArgs {
 pub fn run(a: RunArgs) -> Result<()> {
     let threads = init_threads(a.model.threads)?;
     let (file, tok, load_s) = open_model(&a.model)?;
-    let model = Mixtral::load(&file)?;
-    let n_ctx = a.ctx.unwrap_or(model.cfg.n_ctx_train.min(4096));
+    let cfg = Config::from_gguf(&file)?;
+    let n_ctx = a.ctx.unwrap_or(cfg.n_ctx_train.min(4096));
+    let reserve = kv_and_scratch_bytes(&cfg, n_ctx, a.batch);
+    let model = Mixtral::load_with(&file, &a.model.mem.load_options(reserve))?;
     let prompt_ids = if a.chat {
         let text = tok.render_chat(&[ChatMessage::new("user", a.prompt.clone())], true)?;
         tok.encode(&text, false)?
@@ -125,5 +130,10 @@ pub fn run(a: RunArgs) -> Result<()> {
         stats.generated,
         stats.gen_tps()
     );
+    if a.verbose {
+        let (kv, scratch) = session.memory_bytes();
+        eprintln!("smoe: KV cache {:.1} MiB, scratch {:.1} MiB", kv as f64 / 1048576.0, scratch as f64 / 1048576.0);
+        eprintln!("smoe: {}", memory_report(&model));
+    }
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! # let _ = (n_expert, bytes); Ok(()) }
 //! ```
 
+mod advise;
 mod header;
 pub mod inspect;
 pub mod keys;
@@ -22,6 +23,7 @@ use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
+pub use advise::PageHint;
 pub use header::{GgufHeader, Metadata, TensorInfo};
 pub use reader::parse;
 pub use value::{Array, Value, ValueType};
@@ -46,6 +48,8 @@ pub const MAX_ARRAY_DEPTH: usize = 8;
 pub struct GgufFile {
     header: GgufHeader,
     map: memmap2::Mmap,
+    /// Kept open for page-cache hints on the file (see [`GgufFile::advise`]).
+    file: File,
 }
 
 impl GgufFile {
@@ -64,7 +68,7 @@ impl GgufFile {
         // (llama.cpp included); we never write through the map.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
         let header = parse(&map, path)?;
-        Ok(GgufFile { header, map })
+        Ok(GgufFile { header, map, file })
     }
 
     pub fn header(&self) -> &GgufHeader {

@@ -8,6 +8,7 @@ use super::config::Config;
 use super::kv_cache::KvCache;
 use super::moe::{experts, route, MoeScratch, Route};
 use super::norm::rms_norm;
+use super::pager::{dense_bytes, expert_budget, lock_dense, mark_experts, memory_available, Pager};
 use super::rope::Rope;
 use super::weights::{LayerWeights, Weights};
 use crate::gguf::GgufFile;
@@ -43,12 +44,36 @@ impl BatchToken {
     }
 }
 
+/// How much memory the model may keep resident.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemBudget {
+    /// What the machine can spare (available memory, or the cgroup's limit).
+    #[default]
+    Auto,
+    /// At most this many bytes (weights resident in the page cache).
+    Bytes(u64),
+    /// No paging machinery: plain mmap.
+    Off,
+}
+
+/// Memory options for [`Mixtral::load_with`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    pub mem_budget: MemBudget,
+    /// Pin the dense weights (attention, norms, routers, embeddings, output) in memory.
+    pub mlock_dense: bool,
+    /// Bytes to leave for the KV cache, scratch and the rest of the process (with `Auto`).
+    pub reserve: u64,
+}
+
 /// A Mixtral model whose weights are borrowed from a GGUF file.
 #[derive(Debug)]
 pub struct Mixtral<'a> {
     pub cfg: Config,
     pub w: Weights<'a>,
     rope: Rope,
+    /// Expert-aware paging, when the model does not fit in its memory budget.
+    pub pager: Option<Pager<'a>>,
 }
 
 /// Buffers for one forward call of up to `n_batch` tokens, allocated once.
@@ -77,6 +102,10 @@ pub struct Scratch {
     router_logits: Vec<f32>,
     /// [n_batch, n_expert_used]
     routes: Vec<Route>,
+    /// [n_batch, n_expert_used] the next layer's predicted routes (paging only).
+    routes_next: Vec<Route>,
+    /// [n_expert] experts chosen by the batch in one layer (paging only).
+    expert_mask: Vec<bool>,
     moe: MoeScratch,
     /// Batch indices of the tokens that want logits.
     want: Vec<usize>,
@@ -100,6 +129,8 @@ impl Scratch {
             scores: vec![0.0; cfg.n_head * n_ctx],
             router_logits: vec![0.0; n_batch * cfg.n_expert],
             routes: vec![Route::default(); n_batch * cfg.n_expert_used],
+            routes_next: vec![Route::default(); n_batch * cfg.n_expert_used],
+            expert_mask: vec![false; cfg.n_expert],
             moe: MoeScratch::new(n_batch, cfg.n_embd, cfg.n_ff),
             want: Vec::with_capacity(n_batch),
             logits: vec![0.0; n_batch * cfg.n_vocab],
@@ -132,10 +163,26 @@ impl Scratch {
 impl<'a> Mixtral<'a> {
     /// Reads the configuration and maps the weights of `file`.
     pub fn load(file: &'a GgufFile) -> Result<Self> {
+        Self::load_with(file, &LoadOptions::default())
+    }
+
+    /// [`Mixtral::load`] with memory options: an expert budget (paging when the file does not
+    /// fit) and pinned dense weights.
+    pub fn load_with(file: &'a GgufFile, opts: &LoadOptions) -> Result<Self> {
         let cfg = Config::from_gguf(file)?;
         let w = Weights::load(file, &cfg)?;
         let rope = Rope::new(cfg.n_rot, cfg.rope_freq_base);
-        Ok(Mixtral { cfg, w, rope })
+        if opts.mlock_dense {
+            lock_dense(file, &w);
+        }
+        let file_bytes = file.file_len();
+        let budget = match opts.mem_budget {
+            MemBudget::Off => None,
+            MemBudget::Bytes(b) => expert_budget(file_bytes, dense_bytes(&w), b, 0),
+            MemBudget::Auto => memory_available().and_then(|avail| expert_budget(file_bytes, dense_bytes(&w), avail, opts.reserve)),
+        };
+        let pager = budget.map(|b| Pager::new(file, &w, b));
+        Ok(Mixtral { cfg, w, rope, pager })
     }
 
     /// Runs `batch` through the model, storing each token's key and value in `kv` at its slot and
@@ -157,7 +204,7 @@ impl<'a> Mixtral<'a> {
         }
         for (il, lw) in self.w.layers.iter().enumerate() {
             self.attention_block(il, lw, batch, kv, s)?;
-            self.moe_block(lw, n, s)?;
+            self.moe_block(il, lw, n, s)?;
         }
         s.want.clear();
         s.want.extend((0..n).filter(|&t| batch[t].logits));
@@ -236,12 +283,22 @@ impl<'a> Mixtral<'a> {
     }
 
     /// x += Σ_chosen weight · expert(ffn_norm(x)).
-    fn moe_block(&self, lw: &LayerWeights, n: usize, s: &mut Scratch) -> Result<()> {
+    fn moe_block(&self, il: usize, lw: &LayerWeights, n: usize, s: &mut Scratch) -> Result<()> {
         let cfg = &self.cfg;
         let (n_embd, k) = (cfg.n_embd, cfg.n_expert_used);
         norm_rows(&s.x, &lw.ffn_norm, cfg.rms_eps, n, &mut s.xn);
         s.acts.set_rows(&s.xn[..n * n_embd], n_embd)?;
         route(&lw.router, &s.acts, k, &mut s.router_logits, &mut s.routes)?;
+        if let Some(pager) = &self.pager {
+            mark_experts(cfg, &s.routes[..n * k], &mut s.expert_mask);
+            pager.use_experts(il, &s.expert_mask);
+            // Predict the next layer's experts from this hidden state and request them now.
+            if let Some(next) = self.w.layers.get(il + 1) {
+                route(&next.router, &s.acts, k, &mut s.router_logits, &mut s.routes_next)?;
+                mark_experts(cfg, &s.routes_next[..n * k], &mut s.expert_mask);
+                pager.prefetch(il + 1, &s.expert_mask);
+            }
+        }
         experts(
             &lw.experts,
             &s.acts,

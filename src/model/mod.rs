@@ -6,10 +6,11 @@ pub mod kv_cache;
 pub mod mixtral;
 pub mod moe;
 pub mod norm;
+pub mod pager;
 pub mod rope;
 pub mod weights;
 
 pub use config::Config;
 pub use kv_cache::{CacheType, KvCache};
-pub use mixtral::{BatchToken, Mixtral, Scratch};
+pub use mixtral::{BatchToken, LoadOptions, MemBudget, Mixtral, Scratch};
 pub use weights::Weights;

@@ -1,0 +1,304 @@
+//! Expert-aware paging for models larger than memory.
+//!
+//! The weights stay memory-mapped; nothing is copied. When the file does not fit in the memory budget,
+//! the pager steers the kernel's page cache with hints on each expert's slices (gate, up, down):
+//! - expert tensors are advised as random access, so a fault does not read neighbouring experts;
+//! - once the router has chosen a layer's experts, the missing ones are requested at once
+//!   (MADV_WILLNEED: their three matrices are read in parallel, ahead of the matmuls);
+//! - the next layer's experts are predicted by applying its router to the current hidden state and
+//!   requested while this layer computes;
+//! - an expert cache within the budget keeps the most useful experts (use count, then recency) and
+//!   releases the rest (MADV_DONTNEED and POSIX_FADV_DONTNEED: the page cache drops them).
+//!
+//! Dense weights every token reads (attention, norms, routers, embeddings, output) can be pinned.
+
+use std::sync::Mutex;
+
+use super::config::Config;
+use super::weights::Weights;
+use crate::gguf::{GgufFile, PageHint};
+
+/// Counters of the expert cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PagerStats {
+    /// Chosen experts that were already resident.
+    pub hits: u64,
+    /// Chosen experts that had to be read.
+    pub misses: u64,
+    /// Experts requested ahead by prediction.
+    pub prefetched: u64,
+    /// Experts released to stay within the budget.
+    pub released: u64,
+}
+
+impl PagerStats {
+    pub fn hit_rate(&self) -> f64 {
+        self.hits as f64 / (self.hits + self.misses).max(1) as f64
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
+    resident: bool,
+    last_used: u64,
+    /// Uses, halved every `DECAY_EVERY` ticks so the cache follows a drifting distribution.
+    uses: u32,
+}
+
+const DECAY_EVERY: u64 = 256;
+
+#[derive(Debug)]
+struct State {
+    tick: u64,
+    /// [n_layer][n_expert]
+    entries: Vec<Vec<Entry>>,
+    resident_bytes: u64,
+    stats: PagerStats,
+}
+
+/// The pager of one model: each expert's slices and the cache state behind a lock (taken a few
+/// times per layer, never inside a matmul).
+#[derive(Debug)]
+pub struct Pager<'a> {
+    file: &'a GgufFile,
+    /// [n_layer][n_expert] the expert's (gate, up, down) bytes.
+    slices: Vec<Vec<[&'a [u8]; 3]>>,
+    /// Bytes of one expert of a layer (gate + up + down).
+    expert_bytes: Vec<u64>,
+    /// Bytes the experts may keep resident.
+    budget: u64,
+    state: Mutex<State>,
+}
+
+impl<'a> Pager<'a> {
+    /// A pager keeping at most `budget` bytes of experts resident. Advises every expert slice as
+    /// random access.
+    pub fn new(file: &'a GgufFile, w: &Weights<'a>, budget: u64) -> Self {
+        let slices: Vec<Vec<[&[u8]; 3]>> = w
+            .layers
+            .iter()
+            .map(|l| l.experts.iter().map(|e| [e.gate.data, e.up.data, e.down.data]).collect())
+            .collect();
+        for layer in &slices {
+            for s in layer.iter().flatten() {
+                file.advise(s, PageHint::Random);
+            }
+        }
+        let expert_bytes = slices
+            .iter()
+            .map(|l| l.first().map_or(0, |s| s.iter().map(|x| x.len() as u64).sum()))
+            .collect();
+        let entries = slices.iter().map(|l| vec![Entry::default(); l.len()]).collect();
+        Pager {
+            file,
+            slices,
+            expert_bytes,
+            budget,
+            state: Mutex::new(State {
+                tick: 0,
+                entries,
+                resident_bytes: 0,
+                stats: PagerStats::default(),
+            }),
+        }
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    pub fn stats(&self) -> PagerStats {
+        self.lock().stats
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Layer `il` is about to run `chosen` (a mask over its experts): requests the missing ones
+    /// and releases others to stay within the budget.
+    pub fn use_experts(&self, il: usize, chosen: &[bool]) {
+        let mut st = self.lock();
+        st.tick += 1;
+        let tick = st.tick;
+        if tick % DECAY_EVERY == 0 {
+            for e in st.entries.iter_mut().flatten() {
+                e.uses /= 2;
+            }
+        }
+        for (x, _) in chosen.iter().enumerate().filter(|(_, &c)| c) {
+            let entry = st.entries[il][x];
+            if entry.resident {
+                st.stats.hits += 1;
+            } else {
+                st.stats.misses += 1;
+                self.request(&mut st, il, x);
+            }
+            let e = &mut st.entries[il][x];
+            e.last_used = tick;
+            e.uses = e.uses.saturating_add(1);
+        }
+        self.evict(&mut st, il, chosen);
+    }
+
+    /// Requests the experts predicted for layer `il` (a mask) ahead of time.
+    pub fn prefetch(&self, il: usize, predicted: &[bool]) {
+        if il >= self.slices.len() {
+            return;
+        }
+        let mut st = self.lock();
+        for (x, _) in predicted.iter().enumerate().filter(|(_, &p)| p) {
+            if !st.entries[il][x].resident {
+                st.stats.prefetched += 1;
+                self.request(&mut st, il, x);
+                st.entries[il][x].last_used = st.tick;
+            }
+        }
+        self.evict(&mut st, il, predicted);
+    }
+
+    fn request(&self, st: &mut State, il: usize, x: usize) {
+        for s in self.slices[il][x] {
+            self.file.advise(s, PageHint::WillNeed);
+        }
+        st.entries[il][x].resident = true;
+        st.resident_bytes += self.expert_bytes[il];
+    }
+
+    /// Releases the least useful resident experts (fewest uses, then least recent) until the
+    /// resident bytes fit the budget; never one of `keep` in layer `il`.
+    fn evict(&self, st: &mut State, il: usize, keep: &[bool]) {
+        while st.resident_bytes > self.budget {
+            let mut victim: Option<(usize, usize)> = None;
+            for (l, layer) in st.entries.iter().enumerate() {
+                for (x, e) in layer.iter().enumerate() {
+                    if !e.resident || (l == il && keep.get(x).copied().unwrap_or(false)) {
+                        continue;
+                    }
+                    let better = victim.is_none_or(|(vl, vx)| {
+                        let v = st.entries[vl][vx];
+                        (e.uses, e.last_used) < (v.uses, v.last_used)
+                    });
+                    if better {
+                        victim = Some((l, x));
+                    }
+                }
+            }
+            let Some((l, x)) = victim else { break };
+            for s in self.slices[l][x] {
+                self.file.advise(s, PageHint::Release);
+            }
+            st.entries[l][x].resident = false;
+            st.resident_bytes -= self.expert_bytes[l];
+            st.stats.released += 1;
+        }
+    }
+}
+
+/// Bytes of the weights that are not routed experts (read by every token).
+pub fn dense_bytes(w: &Weights) -> u64 {
+    let norms: usize = w.layers.iter().map(|l| 4 * (l.attn_norm.len() + l.ffn_norm.len())).sum();
+    let mats: usize = w
+        .layers
+        .iter()
+        .map(|l| l.wq.data.len() + l.wk.data.len() + l.wv.data.len() + l.wo.data.len() + l.router.data.len())
+        .sum();
+    let out = if std::ptr::eq(w.output.data, w.token_embd.data) { 0 } else { w.output.data.len() };
+    (norms + mats + w.token_embd.data.len() + out + 4 * w.output_norm.len()) as u64
+}
+
+/// Pins the dense weights in memory (`--mlock-dense`); returns the bytes locked.
+pub fn lock_dense(file: &GgufFile, w: &Weights) -> u64 {
+    let mut locked = 0u64;
+    let mut lock = |b: &[u8]| {
+        if file.advise(b, PageHint::Lock) {
+            locked += b.len() as u64;
+        }
+    };
+    lock(w.token_embd.data);
+    lock(w.output.data);
+    for l in &w.layers {
+        for m in [&l.wq, &l.wk, &l.wv, &l.wo, &l.router] {
+            lock(m.data);
+        }
+        lock(bytemuck::cast_slice(&l.attn_norm));
+        lock(bytemuck::cast_slice(&l.ffn_norm));
+    }
+    locked
+}
+
+/// Memory this process may use: the smaller of the system's available memory and the memory
+/// cgroup's limit (v1 or v2), in bytes; `None` when neither can be read.
+pub fn memory_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let avail = meminfo.as_deref().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cgroup = cgroup_limit();
+    match (avail, cgroup) {
+        (Some(a), Some(c)) => Some(a.min(c)),
+        (a, c) => a.or(c),
+    }
+}
+
+/// The memory limit of this process's cgroup, if it has one.
+fn cgroup_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut limits = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let file = if controllers.split(',').any(|c| c == "memory") {
+            format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+        } else if controllers.is_empty() {
+            format!("/sys/fs/cgroup{path}/memory.max")
+        } else {
+            continue;
+        };
+        if let Some(v) = std::fs::read_to_string(file).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            limits.push(v);
+        }
+    }
+    limits.into_iter().filter(|&v| v < (1 << 60)).min()
+}
+
+/// Resident memory of this process from /proc/self/status: (anonymous, file-backed) bytes.
+pub fn rss() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = |key: &str| -> Option<u64> {
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|k| k * 1024)
+    };
+    Some((kb("RssAnon:")?, kb("RssFile:")?))
+}
+
+/// Bytes this process has caused to be read from storage (/proc/self/io `read_bytes`).
+pub fn disk_read_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/io").ok()?;
+    s.lines()
+        .find(|l| l.starts_with("read_bytes:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// Chooses the expert budget for a model: `None` (no paging) when the whole file fits in `limit`
+/// beside `reserve` bytes of KV cache, scratch and margin; otherwise what is left for experts
+/// after the dense weights.
+pub fn expert_budget(file_bytes: u64, dense: u64, limit: u64, reserve: u64) -> Option<u64> {
+    let usable = limit.saturating_sub(reserve);
+    (file_bytes > usable).then(|| usable.saturating_sub(dense))
+}
+
+/// The per-layer expert masks the pager needs, for a batch's routes.
+pub fn mark_experts(cfg: &Config, routes: &[super::moe::Route], mask: &mut [bool]) {
+    mask[..cfg.n_expert].fill(false);
+    for r in routes {
+        if let Some(m) = mask.get_mut(r.expert) {
+            *m = true;
+        }
+    }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Mixtral larger than RAM: decode speed of smoe and llama.cpp under a memory cgroup limit set to a
+# fraction of the model file, with the page cache dropped before each run (needs root).
+#
+# Usage: tools/paging_bench.sh MODEL.gguf [LLAMA_BENCH]
+#   env: PCTS="100 50 35" (limits as % of the file size), SMOE=target/release/smoe, N=16, THREADS=2
+# Make a model several times larger than the limit first, e.g.:
+#   target/release/smoe synth /work/bench/mixtral-8l-q4_0.gguf --layers 8 --type q4_0
+set -euo pipefail
+MODEL=$1
+LLAMA_BENCH=${2:-/work/llama/llama.cpp/build/bin/llama-bench}
+PCTS=${PCTS:-"100 50 35"}
+SMOE=${SMOE:-target/release/smoe}
+N=${N:-16}
+THREADS=${THREADS:-2}
+size=$(stat -c %s "$MODEL")
+
+if [ -d /sys/fs/cgroup/memory ]; then            # cgroup v1
+  CG=/sys/fs/cgroup/memory/smoe-paging-bench
+  mkdir -p "$CG"
+  set_limit() { echo "$1" > "$CG/memory.limit_in_bytes"; }
+else                                              # cgroup v2
+  CG=/sys/fs/cgroup/smoe-paging-bench
+  mkdir -p "$CG"
+  set_limit() { echo "$1" > "$CG/memory.max"; }
+fi
+in_cgroup() { bash -c "echo \$\$ > $CG/cgroup.procs && exec \"\$@\"" _ "$@"; }
+fresh() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+printf "model %s: %.2f GB, tg%s, %s threads\n" "$MODEL" "$(echo "$size/1e9" | bc -l)" "$N" "$THREADS"
+printf "| limit | smoe tok/s | llama.cpp tok/s | ratio |\n| ---: | ---: | ---: | ---: |\n"
+for pct in $PCTS; do
+  set_limit $((size * pct / 100))
+  fresh
+  s=$(in_cgroup "$SMOE" bench -m "$MODEL" -p 0 -n "$N" -r 1 -t "$THREADS" --json 2>/dev/null \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["results"][0]["tps_mean"])')
+  fresh
+  l=$(in_cgroup "$LLAMA_BENCH" -m "$MODEL" -p 0 -n "$N" -r 1 -t "$THREADS" -o json 2>/dev/null \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["avg_ts"])')
+  printf "| %s%% | %.2f | %.2f | %.2fx |\n" "$pct" "$s" "$l" "$(echo "$s/$l" | bc -l)"
+done
+set_limit -1 2>/dev/null || set_limit max
