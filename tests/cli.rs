@@ -11,7 +11,10 @@ use std::process::{Command, Output, Stdio};
 use tiny::{golden, tiny_dir, tiny_gguf};
 
 fn smoe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smoe")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_smoe"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -19,7 +22,11 @@ fn stdout(o: &Output) -> String {
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u64> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -27,7 +34,20 @@ fn run_json_matches_the_golden_greedy_continuation() {
     let model = tiny_gguf("f32");
     let g = golden();
     let p = &g["prompts"][0];
-    let o = smoe(&["run", "-m", model.to_str().unwrap(), "-p", p["text"].as_str().unwrap(), "-n", "8", "--temp", "0", "--json", "--cache-type", "f32"]);
+    let o = smoe(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        p["text"].as_str().unwrap(),
+        "-n",
+        "8",
+        "--temp",
+        "0",
+        "--json",
+        "--cache-type",
+        "f32",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(ids(&v["prompt_tokens"]), ids(&p["ids"]));
@@ -41,21 +61,43 @@ fn run_streams_only_the_completion() {
     let model = tiny_gguf("q8_0");
     let m = model.to_str().unwrap();
     let prompt = "Once upon a time, there was";
-    let json = smoe(&["run", "-m", m, "-p", prompt, "-n", "12", "--temp", "0", "--json"]);
-    let text = serde_json::from_str::<serde_json::Value>(stdout(&json).trim()).unwrap()["text"].as_str().unwrap().to_string();
+    let json = smoe(&[
+        "run", "-m", m, "-p", prompt, "-n", "12", "--temp", "0", "--json",
+    ]);
+    let text = serde_json::from_str::<serde_json::Value>(stdout(&json).trim()).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let streamed = smoe(&["run", "-m", m, "-p", prompt, "-n", "12", "--temp", "0"]);
     assert!(streamed.status.success());
     let out = stdout(&streamed);
     assert_eq!(out.trim_end_matches('\n'), text);
     assert!(!out.contains(prompt), "the prompt must not be echoed");
-    assert!(String::from_utf8_lossy(&streamed.stderr).contains("tok/s"), "timings go to stderr");
+    assert!(
+        String::from_utf8_lossy(&streamed.stderr).contains("tok/s"),
+        "timings go to stderr"
+    );
 }
 
 #[test]
 fn same_seed_same_text() {
     let model = tiny_gguf("q4_0");
     let m = model.to_str().unwrap();
-    let run = |seed: &str| stdout(&smoe(&["run", "-m", m, "-p", "The capital of France is", "-n", "16", "--temp", "1.0", "--seed", seed]));
+    let run = |seed: &str| {
+        stdout(&smoe(&[
+            "run",
+            "-m",
+            m,
+            "-p",
+            "The capital of France is",
+            "-n",
+            "16",
+            "--temp",
+            "1.0",
+            "--seed",
+            seed,
+        ]))
+    };
     assert_eq!(run("7"), run("7"));
     assert_ne!(run("7"), run("8"));
 }
@@ -63,19 +105,42 @@ fn same_seed_same_text() {
 #[test]
 fn chat_flag_renders_the_mixtral_instruct_template() {
     let model = tiny_gguf("q8_0");
-    let o = smoe(&["run", "-m", model.to_str().unwrap(), "-p", "Hello there", "-n", "1", "--chat", "--json", "--temp", "0"]);
+    let o = smoe(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "Hello there",
+        "-n",
+        "1",
+        "--chat",
+        "--json",
+        "--temp",
+        "0",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let p = ids(&v["prompt_tokens"]);
     // <s> [INST] Hello there [/INST], as transformers' apply_chat_template renders and tokenizes it.
-    assert_eq!(p, vec![1, 733, 16289, 28793, 22557, 736, 733, 28748, 16289, 28793]);
+    assert_eq!(
+        p,
+        vec![1, 733, 16289, 28793, 22557, 736, 733, 28748, 16289, 28793]
+    );
 }
 
 #[test]
 fn a_prompt_longer_than_the_context_is_a_clear_error() {
     let model = tiny_gguf("q8_0");
     let long = "word ".repeat(200);
-    let o = smoe(&["run", "-m", model.to_str().unwrap(), "-p", &long, "--ctx", "64"]);
+    let o = smoe(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        &long,
+        "--ctx",
+        "64",
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("context of 64"), "{err}");
@@ -86,29 +151,58 @@ fn a_prompt_longer_than_the_context_is_a_clear_error() {
 fn chat_keeps_the_cache_between_turns_and_quits_on_eof() {
     let model = tiny_gguf("q8_0");
     let mut child = Command::new(env!("CARGO_BIN_EXE_smoe"))
-        .args(["chat", "-m", model.to_str().unwrap(), "-n", "6", "--temp", "0"])
+        .args([
+            "chat",
+            "-m",
+            model.to_str().unwrap(),
+            "-n",
+            "6",
+            "--temp",
+            "0",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"Hello\nTell me more\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello\nTell me more\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
     let reused: Vec<usize> = err
         .lines()
-        .filter_map(|l| l.split_once('[')?.1.split(" tokens reused").next()?.parse().ok())
+        .filter_map(|l| {
+            l.split_once('[')?
+                .1
+                .split(" tokens reused")
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect();
     assert_eq!(reused.len(), 2, "{err}");
     assert_eq!(reused[0], 0);
-    assert!(reused[1] > 8, "the second turn should reuse the first turn's tokens: {err}");
+    assert!(
+        reused[1] > 8,
+        "the second turn should reuse the first turn's tokens: {err}"
+    );
 }
 
 #[test]
 fn tokenize_prints_ids() {
     let model = tiny_gguf("q4_0");
-    let o = smoe(&["tokenize", "-m", model.to_str().unwrap(), "-p", "Hello world!"]);
+    let o = smoe(&[
+        "tokenize",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "Hello world!",
+    ]);
     assert_eq!(stdout(&o).trim(), "[1, 22557, 1526, 28808]");
 }
 
@@ -116,7 +210,20 @@ fn tokenize_prints_ids() {
 fn perplexity_json_matches_transformers() {
     let model = tiny_gguf("f32");
     let text = tiny_dir().join("golden/ppl.txt");
-    let o = smoe(&["perplexity", "-m", model.to_str().unwrap(), "-f", text.to_str().unwrap(), "--ctx", "32", "--chunks", "8", "--cache-type", "f32", "--json"]);
+    let o = smoe(&[
+        "perplexity",
+        "-m",
+        model.to_str().unwrap(),
+        "-f",
+        text.to_str().unwrap(),
+        "--ctx",
+        "32",
+        "--chunks",
+        "8",
+        "--cache-type",
+        "f32",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let want = golden()["perplexity"]["ctx"][0]["ppl"].as_f64().unwrap();
@@ -138,7 +245,10 @@ fn broken_and_foreign_files_fail_cleanly() {
         let o = smoe(&args);
         assert!(!o.status.success());
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.starts_with("error:") && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error:") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
     }
     // A valid GGUF that is not a model: the all-types fixture from the gguf package.
     let other = tiny::fixtures().join("gguf/all_types.gguf");
