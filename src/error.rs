@@ -17,6 +17,9 @@ pub enum Error {
     /// The tokens do not fit in the context window.
     #[error("{needed} tokens do not fit in the context of {n_ctx} tokens (raise --ctx or shorten the prompt)")]
     ContextFull { needed: usize, n_ctx: usize },
+    /// A batch job that cannot run: unreadable inputs, an output that is not ours, bad settings.
+    #[error("batch: {0}")]
+    Batch(String),
     /// A checkpoint that cannot be converted.
     #[error("{what}")]
     Convert { what: String },

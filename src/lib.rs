@@ -4,8 +4,10 @@
 //! - [`model`]: Mixtral config, typed weights borrowed from the map, the forward pass.
 //! - [`tokenizer`]: SentencePiece-BPE tokenizer from GGUF metadata or tokenizer.json; chat templates.
 //! - [`sampler`], [`generate`], [`perplexity`]: what the commands run.
+//! - [`batch`]: offline batch completion with continuous batching, durable and resumable.
 //! - [`convert`]: Hugging Face safetensors → GGUF.
 
+pub mod batch;
 pub mod bench;
 pub mod convert;
 pub mod error;

@@ -1,5 +1,6 @@
 //! Subcommands, one file each. Thin: parse, call the library, print.
 
+mod batch;
 mod bench;
 mod chat;
 mod common;
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     /// Complete a prompt, streaming the completion to stdout.
     Run(run::RunArgs),
+    /// Complete many prompts from files (JSONL, text, folders) with continuous batching; resumable.
+    Batch(batch::BatchArgs),
     /// Chat interactively; the conversation stays in the KV cache between turns.
     Chat(chat::ChatArgs),
     /// Convert a Hugging Face Mixtral folder (safetensors) to GGUF: q4_0, q8_0, f16, bf16, f32.
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(a),
+        Command::Batch(a) => batch::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Perplexity(a) => perplexity::run(a),
