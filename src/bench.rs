@@ -41,7 +41,11 @@ pub fn decode_bytes_per_token(model: &Mixtral) -> u64 {
     let experts: usize = w
         .layers
         .iter()
-        .map(|l| l.experts.first().map_or(0, |e| e.gate.data.len() + e.up.data.len() + e.down.data.len()))
+        .map(|l| {
+            l.experts.first().map_or(0, |e| {
+                e.gate.data.len() + e.up.data.len() + e.down.data.len()
+            })
+        })
         .sum();
     let dense = dense_bytes(w) - w.token_embd.data.len() as u64 + w.token_embd.row_bytes as u64;
     dense + (experts * model.cfg.n_expert_used) as u64
@@ -115,11 +119,15 @@ pub fn bench(
             let var = samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
                 / (samples.len().max(2) - 1) as f64;
             let tokens = (n * p.reps) as f64;
-            let disk = disk0.zip(disk_read_bytes()).map(|(a, b)| b.saturating_sub(a) as f64 / tokens);
-            let hit = pager0.zip(model.pager.as_ref().map(|p| p.stats())).map(|(a, b)| {
-                let (h, m) = (b.hits - a.hits, b.misses - a.misses);
-                h as f64 / (h + m).max(1) as f64
-            });
+            let disk = disk0
+                .zip(disk_read_bytes())
+                .map(|(a, b)| b.saturating_sub(a) as f64 / tokens);
+            let hit = pager0
+                .zip(model.pager.as_ref().map(|p| p.stats()))
+                .map(|(a, b)| {
+                    let (h, m) = (b.hits - a.hits, b.misses - a.misses);
+                    h as f64 / (h + m).max(1) as f64
+                });
             Ok(BenchResult {
                 test,
                 threads: t,

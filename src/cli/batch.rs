@@ -9,9 +9,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use smoe::batch::{self, DirSink, Engine, EngineConfig, Event, JsonlSink, Options, Shard, Sink};
 use smoe::generate::DEFAULT_N_BATCH;
-use smoe::model::{CacheType, Mixtral};
+use smoe::model::{CacheType, Config, Mixtral};
 
-use super::common::{init_threads, open_model, ModelArgs, SampleArgs};
+use super::common::{init_threads, kv_and_scratch_bytes, open_model, ModelArgs, SampleArgs};
 
 #[derive(Args, Debug)]
 #[command(
@@ -79,8 +79,10 @@ pub fn run(a: BatchArgs) -> Result<()> {
     let requests = batch::read_inputs(&a.inputs)?;
     let threads = init_threads(a.model.threads)?;
     let (file, tok, _) = open_model(&a.model)?;
-    let model = Mixtral::load(&file)?;
-    let n_ctx = a.ctx.unwrap_or(model.cfg.n_ctx_train.min(4096));
+    let mcfg = Config::from_gguf(&file)?;
+    let n_ctx = a.ctx.unwrap_or(mcfg.n_ctx_train.min(4096));
+    let reserve = a.parallel.max(1) as u64 * kv_and_scratch_bytes(&mcfg, n_ctx, a.batch.max(1));
+    let model = Mixtral::load_with(&file, &a.model.mem.load_options(reserve))?;
     let opts = Options {
         max_tokens: a.n_predict,
         sampler: a.sample.config(),

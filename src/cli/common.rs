@@ -67,7 +67,10 @@ pub fn parse_budget(s: &str) -> std::result::Result<MemBudget, String> {
         Some('T') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a size (e.g. 12G, 800M, auto, off)"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 12G, 800M, auto, off)"))?;
     if !(v.is_finite() && v >= 0.0) {
         return Err(format!("'{s}' is not a size"));
     }
@@ -77,7 +80,11 @@ pub fn parse_budget(s: &str) -> std::result::Result<MemBudget, String> {
 /// One line about memory: resident anonymous vs file-backed bytes, and the pager's state.
 pub fn memory_report(model: &Mixtral) -> String {
     let mut line = match rss() {
-        Some((anon, file)) => format!("memory: {:.0} MiB anonymous, {:.0} MiB file-backed (mapped weights)", anon as f64 / 1048576.0, file as f64 / 1048576.0),
+        Some((anon, file)) => format!(
+            "memory: {:.0} MiB anonymous, {:.0} MiB file-backed (mapped weights)",
+            anon as f64 / 1048576.0,
+            file as f64 / 1048576.0
+        ),
         None => "memory: unknown".into(),
     };
     if let Some(p) = &model.pager {
@@ -166,6 +173,7 @@ pub fn load_tokenizer(file: &GgufFile, json: Option<&Path>) -> Result<Tokenizer>
 /// what the memory budget must leave free beside the weights.
 pub fn kv_and_scratch_bytes(cfg: &Config, n_ctx: usize, n_batch: usize) -> u64 {
     let kv = 2 * cfg.n_layer * n_ctx * cfg.kv_dim() * 2;
-    let scratch = n_batch * (cfg.n_vocab + 4 * cfg.n_embd + 3 * cfg.n_ff) * 4 + cfg.n_head * n_ctx * 4;
+    let scratch =
+        n_batch * (cfg.n_vocab + 4 * cfg.n_embd + 3 * cfg.n_ff) * 4 + cfg.n_head * n_ctx * 4;
     (kv + scratch) as u64
 }

@@ -10,7 +10,9 @@ use smoe::model::{CacheType, Config, Mixtral};
 use smoe::sampler::Sampler;
 use smoe::tokenizer::ChatMessage;
 
-use super::common::{init_threads, kv_and_scratch_bytes, memory_report, open_model, ModelArgs, SampleArgs};
+use super::common::{
+    init_threads, kv_and_scratch_bytes, memory_report, open_model, ModelArgs, SampleArgs,
+};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -132,7 +134,11 @@ pub fn run(a: RunArgs) -> Result<()> {
     );
     if a.verbose {
         let (kv, scratch) = session.memory_bytes();
-        eprintln!("smoe: KV cache {:.1} MiB, scratch {:.1} MiB", kv as f64 / 1048576.0, scratch as f64 / 1048576.0);
+        eprintln!(
+            "smoe: KV cache {:.1} MiB, scratch {:.1} MiB",
+            kv as f64 / 1048576.0,
+            scratch as f64 / 1048576.0
+        );
         eprintln!("smoe: {}", memory_report(&model));
     }
     Ok(())

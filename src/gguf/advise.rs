@@ -45,16 +45,33 @@ impl GgufFile {
         }
         let len = b - a;
         match hint {
-            PageHint::Random => self.map.advise_range(memmap2::Advice::Random, a, len).is_ok(),
-            PageHint::WillNeed => self.map.advise_range(memmap2::Advice::WillNeed, a, len).is_ok(),
+            PageHint::Random => self
+                .map
+                .advise_range(memmap2::Advice::Random, a, len)
+                .is_ok(),
+            PageHint::WillNeed => self
+                .map
+                .advise_range(memmap2::Advice::WillNeed, a, len)
+                .is_ok(),
             PageHint::Release => {
                 // SAFETY: DONTNEED on a read-only, file-backed private mapping only drops this
                 // process's page-table entries; any later read faults the unchanged file bytes back
                 // in, so no slice borrowed from the map observes different data.
-                let unmapped = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, len) }.is_ok();
+                let unmapped = unsafe {
+                    self.map
+                        .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, len)
+                }
+                .is_ok();
                 // SAFETY: posix_fadvise only reads its integer arguments; the fd is open for the
                 // lifetime of `self`, and the offsets are within the file (the map covers it).
-                let dropped = unsafe { libc::posix_fadvise(self.file.as_raw_fd(), a as libc::off_t, len as libc::off_t, libc::POSIX_FADV_DONTNEED) } == 0;
+                let dropped = unsafe {
+                    libc::posix_fadvise(
+                        self.file.as_raw_fd(),
+                        a as libc::off_t,
+                        len as libc::off_t,
+                        libc::POSIX_FADV_DONTNEED,
+                    )
+                } == 0;
                 unmapped && dropped
             }
             PageHint::Lock => {

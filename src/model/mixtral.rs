@@ -179,10 +179,16 @@ impl<'a> Mixtral<'a> {
         let budget = match opts.mem_budget {
             MemBudget::Off => None,
             MemBudget::Bytes(b) => expert_budget(file_bytes, dense_bytes(&w), b, 0),
-            MemBudget::Auto => memory_available().and_then(|avail| expert_budget(file_bytes, dense_bytes(&w), avail, opts.reserve)),
+            MemBudget::Auto => memory_available()
+                .and_then(|avail| expert_budget(file_bytes, dense_bytes(&w), avail, opts.reserve)),
         };
         let pager = budget.map(|b| Pager::new(file, &w, b));
-        Ok(Mixtral { cfg, w, rope, pager })
+        Ok(Mixtral {
+            cfg,
+            w,
+            rope,
+            pager,
+        })
     }
 
     /// Runs `batch` through the model, storing each token's key and value in `kv` at its slot and
@@ -294,7 +300,13 @@ impl<'a> Mixtral<'a> {
             pager.use_experts(il, &s.expert_mask);
             // Predict the next layer's experts from this hidden state and request them now.
             if let Some(next) = self.w.layers.get(il + 1) {
-                route(&next.router, &s.acts, k, &mut s.router_logits, &mut s.routes_next)?;
+                route(
+                    &next.router,
+                    &s.acts,
+                    k,
+                    &mut s.router_logits,
+                    &mut s.routes_next,
+                )?;
                 mark_experts(cfg, &s.routes_next[..n * k], &mut s.expert_mask);
                 pager.prefetch(il + 1, &s.expert_mask);
             }
