@@ -27,7 +27,7 @@ fi
 in_cgroup() { bash -c "echo \$\$ > $CG/cgroup.procs && exec \"\$@\"" _ "$@"; }
 fresh() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
-printf "model %s: %.2f GB, tg%s, %s threads\n" "$MODEL" "$(echo "$size/1e9" | bc -l)" "$N" "$THREADS"
+printf "model %s: %.2f GB, tg%s, %s threads\n" "$MODEL" "$(echo "$size/1000000000" | bc -l)" "$N" "$THREADS"
 # llama.cpp repacks Q4_0 weights into anonymous memory on x86 by default (--repack 1), which cannot
 # be paged out: it is measured both ways.
 printf "| limit | smoe tok/s | llama.cpp tok/s | llama.cpp --repack 0 tok/s | ratio to the better llama.cpp |\n| ---: | ---: | ---: | ---: | ---: |\n"
