@@ -120,6 +120,16 @@ impl<'a> Pager<'a> {
         self.lock().stats
     }
 
+    /// Bytes of experts the pager counts as resident (at most the budget after each call).
+    pub fn resident_bytes(&self) -> u64 {
+        self.lock().resident_bytes
+    }
+
+    /// Bytes of one expert (gate + up + down) of layer `il`.
+    pub fn expert_bytes(&self, il: usize) -> u64 {
+        self.expert_bytes.get(il).copied().unwrap_or(0)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
