@@ -149,12 +149,6 @@ impl<'a> Pager<'a> {
             let entry = st.entries[il][x];
             if entry.resident {
                 st.stats.hits += 1;
-                // Ask again anyway: the kernel may have reclaimed some of its pages behind our
-                // back, and a fault on a random-access mapping reads one page at a time. On pages
-                // already cached the hint is a cheap lookup.
-                for s in self.slices[il][x] {
-                    self.file.advise(s, PageHint::WillNeed);
-                }
             } else {
                 st.stats.misses += 1;
                 self.request(&mut st, il, x);
