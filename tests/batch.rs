@@ -11,14 +11,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tiny::tiny_gguf;
-
-fn smoe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smoe"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use tiny::{smoe, tiny_gguf};
 
 fn model() -> String {
     tiny_gguf("q8_0").to_str().unwrap().to_string()

@@ -8,14 +8,7 @@ mod tiny;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use tiny::{golden, tiny_dir, tiny_gguf};
-
-fn smoe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smoe"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use tiny::{golden, smoe, tiny_dir, tiny_gguf};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()

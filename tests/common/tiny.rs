@@ -55,3 +55,11 @@ pub fn all_logits(model: &Mixtral, ids: &[u32], cache: CacheType) -> Vec<f32> {
     model.forward(&batch, &mut kv, &mut s).unwrap();
     s.logits[..ids.len() * cfg.n_vocab].to_vec()
 }
+
+/// Runs the `smoe` binary with `args` and collects its output.
+pub fn smoe(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_smoe"))
+        .args(args)
+        .output()
+        .unwrap()
+}
