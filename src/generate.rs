@@ -136,6 +136,9 @@ impl<'m, 'a> Session<'m, 'a> {
         let t1 = Instant::now();
         let mut generated = 0;
         let finish = loop {
+            if generated >= max_new {
+                break Finish::Length;
+            }
             if stop_ids.contains(&next) {
                 break Finish::Stop;
             }

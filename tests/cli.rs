@@ -248,3 +248,22 @@ fn broken_and_foreign_files_fail_cleanly() {
     let o = smoe(&["run", "-m", other.to_str().unwrap(), "-p", "x"]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn zero_tokens_generates_nothing() {
+    let model = tiny_gguf("q8_0");
+    let o = smoe(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "Hello",
+        "-n",
+        "0",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["tokens"], serde_json::json!([]));
+    assert_eq!(v["finish_reason"], "length");
+}

@@ -245,7 +245,9 @@ impl<'m, 'a, 't> Engine<'m, 'a, 't> {
                 .sampler
                 .sample(self.scratch.logits_row(row, n_vocab), &slot.tokens);
             // The same order of checks as `Session::generate`, so the same tokens come out.
-            let finish = if id == eos {
+            let finish = if a.job.max_tokens == 0 {
+                Some(Finish::Length)
+            } else if id == eos {
                 Some(Finish::Stop)
             } else {
                 a.generated += 1;
