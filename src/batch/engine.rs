@@ -98,6 +98,8 @@ pub struct Engine<'m, 'a, 't> {
     batch: Vec<BatchToken>,
     /// [≤ n_seq] slot of each logits row of the current step.
     owners: Vec<usize>,
+    /// The text a sampled token completes, reused for every token.
+    piece: String,
 }
 
 impl<'m, 'a, 't> Engine<'m, 'a, 't> {
@@ -124,6 +126,7 @@ impl<'m, 'a, 't> Engine<'m, 'a, 't> {
                 .collect(),
             batch: Vec::with_capacity(n_batch),
             owners: Vec::with_capacity(cfg.n_seq),
+            piece: String::with_capacity(64),
         })
     }
 
@@ -251,8 +254,8 @@ impl<'m, 'a, 't> Engine<'m, 'a, 't> {
                 Some(Finish::Stop)
             } else {
                 a.generated += 1;
-                let piece = a.dec.push(id)?;
-                if a.push_text(&piece) {
+                a.dec.push_into(id, &mut self.piece)?;
+                if a.push_text(&self.piece) {
                     Some(Finish::Stop)
                 } else if a.generated >= a.job.max_tokens || slot.tokens.len() >= n_ctx {
                     Some(Finish::Length)

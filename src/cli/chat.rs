@@ -97,6 +97,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
         let mut dec = tok.stream_decoder();
         let mut reply = String::new();
         let mut first_piece_spaced = None;
+        let mut piece = String::with_capacity(64);
         let mut out = std::io::stdout().lock();
         stop.store(false, Ordering::SeqCst);
         generating.store(true, Ordering::SeqCst);
@@ -110,7 +111,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
                     tok.token_to_piece(id)
                         .is_some_and(|p| p.starts_with('\u{2581}'))
                 });
-                if let Ok(piece) = dec.push(id) {
+                if dec.push_into(id, &mut piece).is_ok() {
                     let _ = out.write_all(piece.as_bytes()).and_then(|_| out.flush());
                     reply.push_str(&piece);
                 }

@@ -81,11 +81,12 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut generated = Vec::new();
     let mut text = String::new();
     let mut write_err = None;
+    let mut piece = String::with_capacity(64);
     let stats = session.generate(&prompt_ids, a.n_predict, &mut sampler, &[tok.eos()], |id| {
         generated.push(id);
-        match dec.push(id) {
-            Ok(piece) if a.json => text.push_str(&piece),
-            Ok(piece) => {
+        match dec.push_into(id, &mut piece) {
+            Ok(()) if a.json => text.push_str(&piece),
+            Ok(()) => {
                 if let Err(e) = out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
                     write_err = Some(e);
                     return false;

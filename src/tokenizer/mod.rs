@@ -203,12 +203,20 @@ impl Tokenizer {
         Ok(self.token_to_piece(id).and_then(parse_byte_piece))
     }
 
-    /// The text a normal or user-defined token prints: its piece with '▁' as ' '.
-    fn piece_text(&self, id: u32) -> Result<String> {
+    /// Appends the text a normal or user-defined token prints to `out`: its piece with '▁' as ' '.
+    fn push_piece_text(&self, id: u32, out: &mut String) -> Result<()> {
         self.check_id(id)?;
-        Ok(self
+        for (i, part) in self
             .token_to_piece(id)
             .unwrap_or_default()
-            .replace(SPACE_MARKER, " "))
+            .split(SPACE_MARKER)
+            .enumerate()
+        {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(part);
+        }
+        Ok(())
     }
 }

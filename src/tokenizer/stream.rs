@@ -32,21 +32,31 @@ impl<'t> StreamDecoder<'t> {
     /// Add one token; returns the text it completes (often empty). Errors on an out-of-range id.
     pub fn push(&mut self, id: u32) -> Result<String> {
         let mut out = String::new();
+        self.push_into(id, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`StreamDecoder::push`] into a buffer the caller reuses: `out` is cleared, then holds the
+    /// text this token completes. Decoding loops use this so a token allocates nothing.
+    pub fn push_into(&mut self, id: u32, out: &mut String) -> Result<()> {
+        out.clear();
         if let Some(byte) = self.tok.byte_value(id)? {
             self.pending.push(byte);
-            self.drain_pending(&mut out, false);
+            self.drain_pending(out, false);
         } else if !self.tok.is_special(id) {
-            self.drain_pending(&mut out, true);
-            out.push_str(&self.tok.piece_text(id)?);
+            self.drain_pending(out, true);
+            self.tok.push_piece_text(id, out)?;
         }
-        Ok(self.strip_start(out))
+        self.strip_start(out);
+        Ok(())
     }
 
     /// End of the stream: prints U+FFFD for bytes of a character that never completed.
     pub fn finish(&mut self) -> String {
         let mut out = String::new();
         self.drain_pending(&mut out, true);
-        self.strip_start(out)
+        self.strip_start(&mut out);
+        out
     }
 
     /// Move the complete characters of `pending` to `out`; invalid bytes become U+FFFD, and so does an
@@ -87,14 +97,13 @@ impl<'t> StreamDecoder<'t> {
         self.pending.drain(..start);
     }
 
-    fn strip_start(&mut self, mut out: String) -> String {
+    fn strip_start(&mut self, out: &mut String) {
         if self.at_start && !out.is_empty() {
             self.at_start = false;
             if out.starts_with(' ') {
                 out.remove(0);
             }
         }
-        out
     }
 }
 
