@@ -317,10 +317,10 @@ fn float_kernels(k: &Kernels, ty: GgmlType) -> Option<FloatKernels> {
 }
 
 /// Output rows per rayon task: enough tasks to balance the pool (≥ 8 per thread), few enough
-/// that scheduling stays cheap; a multiple of 4 (the multi-row kernels).
+/// that scheduling stays cheap; a multiple of 8 (the widest multi-row kernel).
 fn rows_per_task(n_rows: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    (n_rows / (threads * 8)).clamp(16, 256) / 4 * 4
+    (n_rows / (threads * 8)).clamp(16, 256) / 8 * 8
 }
 
 fn run(k: &Kernels, w: &Matrix, x: Input, y: &mut [f32]) -> Result<()> {
@@ -359,6 +359,12 @@ fn rows_block(k: &Kernels, w: &Matrix, x: Input, r0: usize, out: &mut [f32]) {
     if let Some(qk) = quant_kernels(k, w.ty) {
         let arb = n / QK * Q8_0_BYTES;
         let a = |t: usize| &x.q8[t * arb..(t + 1) * arb];
+        if n_tok == 1 {
+            // Decode: the whole run of rows to the kernel (it shares loads across rows).
+            let rows = &w.data[r0 * w.row_bytes..(r0 + n_rows) * w.row_bytes];
+            (qk.rows)(n, rows, w.row_bytes, a(0), out);
+            return;
+        }
         let mut r = 0;
         while r + 4 <= n_rows {
             let wr: [&[u8]; 4] = std::array::from_fn(|i| w.row(r0 + r + i));

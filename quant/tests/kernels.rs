@@ -71,12 +71,51 @@ fn check_quant_kernels(n: usize, w4: &[Vec<u8>; 4], w8: &[Vec<u8>; 4], a: &[Vec<
                     assert_same(&format!("{name} x4"), k.isa, x4[r], want[t][r]);
                 }
             }
+            check_rows(name, k.isa, n, wr, ar[0], spec, qk.rows);
             let tile = (qk.tile_4x4)(n, wr, ar);
             for t in 0..4 {
                 for r in 0..4 {
                     assert_same(&format!("{name} tile"), k.isa, tile[t][r], want[t][r]);
                 }
             }
+        }
+    }
+}
+
+/// The run-of-rows decode kernel on 19 distinct rows made from `wr` (blocks rotated, quants
+/// flipped), stored at a stride a few bytes longer than a row: every row equals the spec.
+fn check_rows(
+    name: &str,
+    isa: Isa,
+    n: usize,
+    wr: [&[u8]; 4],
+    a: &[u8],
+    spec: fn(usize, &[u8], &[u8]) -> f32,
+    rows: kernels::QuantRows,
+) {
+    let span = wr[0].len();
+    let block = span / (n / 32);
+    let stride = span + 6;
+    let n_rows = 19;
+    let mut w = vec![0u8; n_rows * stride];
+    for r in 0..n_rows {
+        let mut row = wr[r % 4].to_vec();
+        row.rotate_left((r / 4) * block % span);
+        if (r / 4) % 2 == 1 {
+            for (i, v) in row.iter_mut().enumerate() {
+                if i % block >= 2 {
+                    *v ^= 0x5a;
+                }
+            }
+        }
+        w[r * stride..r * stride + span].copy_from_slice(&row);
+    }
+    for len in [n_rows, 8, 5] {
+        let mut y = vec![f32::NAN; len];
+        rows(n, &w[..(len - 1) * stride + span], stride, a, &mut y);
+        for (r, got) in y.iter().enumerate() {
+            let want = spec(n, &w[r * stride..r * stride + span], a);
+            assert_same(&format!("{name} rows[{r}/{len}]"), isa, *got, want);
         }
     }
 }

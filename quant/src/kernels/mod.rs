@@ -85,6 +85,10 @@ pub type QuantDot = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 pub type QuantDotX4 = fn(n: usize, w: [&[u8]; 4], a: &[u8]) -> [f32; 4];
 /// Four weight rows against four activation rows: `[token][row]`.
 pub type QuantTile4x4 = fn(n: usize, w: [&[u8]; 4], a: [&[u8]; 4]) -> [[f32; 4]; 4];
+/// `y.len()` consecutive weight rows (row `r` starts at `w[r * row_bytes]`, `n` elements each)
+/// against one activation row: the decode driver's entry point, so a kernel may share work
+/// (activation loads, scale gathers) across as many rows as it likes.
+pub type QuantRows = fn(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]);
 /// `n` elements of a float weight row (`w`, little-endian bytes, any alignment) against f32 `x`.
 pub type FloatDot = fn(n: usize, w: &[u8], x: &[f32]) -> f32;
 /// Four float weight rows against one `x`: `[row]`.
@@ -99,6 +103,8 @@ pub struct QuantKernels {
     pub dot_x4: QuantDotX4,
     /// Prompt / batch: each weight block loaded is used for four tokens.
     pub tile_4x4: QuantTile4x4,
+    /// Decode over a run of rows (see [`QuantRows`]).
+    pub rows: QuantRows,
 }
 
 /// The kernels for one float weight type against f32 activations.
@@ -120,6 +126,55 @@ pub struct Kernels {
     pub f32: FloatKernels,
     pub f16: FloatKernels,
     pub bf16: FloatKernels,
+}
+
+/// [`QuantRows`] from a table's 4-row and 1-row kernels, for weight blocks of `block` bytes
+/// (tables without a wider kernel use this).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn rows_by_4(
+    dot_x4: QuantDotX4,
+    dot: QuantDot,
+    block: usize,
+    n: usize,
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    y: &mut [f32],
+) {
+    let wb = row_span(n, block, w.len(), row_bytes, y.len());
+    let row = |r: usize| &w[r * row_bytes..r * row_bytes + wb];
+    let mut r = 0;
+    while r + 4 <= y.len() {
+        let o = dot_x4(n, std::array::from_fn(|i| row(r + i)), a);
+        y[r..r + 4].copy_from_slice(&o);
+        r += 4;
+    }
+    for (r, yr) in y.iter_mut().enumerate().skip(r) {
+        *yr = dot(n, row(r), a);
+    }
+}
+
+/// The bytes of one row of `n` elements in `block`-byte blocks, after checking that `w_len`
+/// bytes hold `n_rows` such rows at stride `row_bytes` (panics on a caller bug, like the other
+/// shape checks of the kernels).
+pub(super) fn row_span(
+    n: usize,
+    block: usize,
+    w_len: usize,
+    row_bytes: usize,
+    n_rows: usize,
+) -> usize {
+    assert_eq!(n % QK, 0, "quantized rows: {n} is not whole blocks");
+    let span = n / QK * block;
+    assert!(
+        row_bytes >= span,
+        "quantized rows: stride {row_bytes} < row {span}"
+    );
+    assert!(
+        n_rows == 0 || (n_rows - 1) * row_bytes + span <= w_len,
+        "quantized rows: {n_rows} rows of stride {row_bytes} overrun {w_len} bytes"
+    );
+    span
 }
 
 /// The tables this CPU and build can run, indexed like [`Isa::ALL`].

@@ -4,7 +4,9 @@
 use wide::{f32x8, i16x16, i32x8, i8x16, u8x16, CmpEq, CmpGe, CmpLe};
 
 use super::scalar::{block_scale, check_float, check_quant, fold_lanes};
-use super::{FloatKernels, Isa, Kernels, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK};
+use super::{
+    rows_by_4, FloatKernels, Isa, Kernels, QuantDot, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK,
+};
 use crate::format::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_f16_bits};
 
 /// The portable table (always available).
@@ -16,11 +18,19 @@ pub(super) fn kernels() -> Kernels {
             dot: |n, w, a| quant_x::<Q4, 1>(n, [w], a)[0],
             dot_x4: quant_x::<Q4, 4>,
             tile_4x4: |n, w, a| a.map(|a| quant_x::<Q4, 4>(n, w, a)),
+            rows: |n, w, rb, a, y| {
+                let dot: QuantDot = |n, w, a| quant_x::<Q4, 1>(n, [w], a)[0];
+                rows_by_4(quant_x::<Q4, 4>, dot, Q4_0_BYTES, n, w, rb, a, y)
+            },
         },
         q8_0: QuantKernels {
             dot: |n, w, a| quant_x::<Q8, 1>(n, [w], a)[0],
             dot_x4: quant_x::<Q8, 4>,
             tile_4x4: |n, w, a| a.map(|a| quant_x::<Q8, 4>(n, w, a)),
+            rows: |n, w, rb, a, y| {
+                let dot: QuantDot = |n, w, a| quant_x::<Q8, 1>(n, [w], a)[0];
+                rows_by_4(quant_x::<Q8, 4>, dot, Q8_0_BYTES, n, w, rb, a, y)
+            },
         },
         f32: FloatKernels {
             dot: |n, w, x| float_x::<4, 1>(n, [w], x, f32_at)[0],

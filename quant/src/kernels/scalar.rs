@@ -9,7 +9,9 @@
 
 use crate::format::{bf16_bits_to_f32, f16_bits_to_f32, BlockQ8_0, QuantizeBlock};
 
-use super::{FloatKernels, Isa, Kernels, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK};
+use super::{
+    rows_by_4, FloatKernels, Isa, Kernels, QuantDotX4, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK,
+};
 
 /// The scalar table.
 pub(super) fn kernels() -> Kernels {
@@ -20,11 +22,19 @@ pub(super) fn kernels() -> Kernels {
             dot: vec_dot_q4_0_q8_0,
             dot_x4: |n, w, a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a)),
             tile_4x4: |n, w, a| a.map(|a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a))),
+            rows: |n, w, rb, a, y| {
+                let x4: QuantDotX4 = |n, w, a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a));
+                rows_by_4(x4, vec_dot_q4_0_q8_0, Q4_0_BYTES, n, w, rb, a, y)
+            },
         },
         q8_0: QuantKernels {
             dot: vec_dot_q8_0_q8_0,
             dot_x4: |n, w, a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a)),
             tile_4x4: |n, w, a| a.map(|a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a))),
+            rows: |n, w, rb, a, y| {
+                let x4: QuantDotX4 = |n, w, a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a));
+                rows_by_4(x4, vec_dot_q8_0_q8_0, Q8_0_BYTES, n, w, rb, a, y)
+            },
         },
         f32: FloatKernels {
             dot: vec_dot_f32_f32,

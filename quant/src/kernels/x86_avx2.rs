@@ -7,7 +7,9 @@
 use std::arch::x86_64::*;
 
 use super::scalar::{block_scale, check_float, check_quant, fold_lanes};
-use super::{FloatKernels, Isa, Kernels, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK};
+use super::{
+    row_span, rows_by_4, FloatKernels, Isa, Kernels, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK,
+};
 use crate::format::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_f16_bits};
 
 /// The AVX2 table, if this CPU has AVX2, FMA and F16C.
@@ -22,11 +24,15 @@ pub(super) fn kernels() -> Option<Kernels> {
             dot: |n, w, a| quant_dot::<Q4>(n, w, a),
             dot_x4: |n, w, a| quant_x4::<Q4>(n, w, a),
             tile_4x4: |n, w, a| quant_tile::<Q4>(n, w, a),
+            rows: q4_0_rows,
         },
         q8_0: QuantKernels {
-            dot: |n, w, a| quant_dot::<Q8>(n, w, a),
-            dot_x4: |n, w, a| quant_x4::<Q8>(n, w, a),
+            dot: quant_dot::<Q8>,
+            dot_x4: quant_x4::<Q8>,
             tile_4x4: |n, w, a| quant_tile::<Q8>(n, w, a),
+            rows: |n, w, rb, a, y| {
+                rows_by_4(quant_x4::<Q8>, quant_dot::<Q8>, Q8_0_BYTES, n, w, rb, a, y)
+            },
         },
         f32: FloatKernels {
             dot: |n, w, x| float_dot::<F32>(n, w, x),
@@ -359,6 +365,99 @@ unsafe fn quant_tile_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: [&[u8]; 4]
             out
         })
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q4_0 decode: eight rows at a time
+// ---------------------------------------------------------------------------------------------
+
+/// Decode over a run of Q4_0 rows: eight rows at a time, the rest four and one at a time.
+fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
+    let span = row_span(n, Q4_0_BYTES, w.len(), row_bytes, y.len());
+    assert_eq!(
+        a.len(),
+        n / QK * Q8_0_BYTES,
+        "quantized rows: activation row size"
+    );
+    let mut r = 0;
+    while r + 8 <= y.len() {
+        // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); `row_span` checked that
+        // rows r..r+8 (each `span` = nb × 18 bytes at stride `row_bytes`) lie inside `w`, and
+        // `a` holds nb Q8_0 blocks.
+        let o = unsafe { q4_0_x8_avx2(n / QK, w.as_ptr().add(r * row_bytes), row_bytes, a) };
+        y[r..r + 8].copy_from_slice(&o);
+        r += 8;
+    }
+    let row = |r: usize| &w[r * row_bytes..r * row_bytes + span];
+    while r + 4 <= y.len() {
+        let o = quant_x4::<Q4>(n, std::array::from_fn(|i| row(r + i)), a);
+        y[r..r + 4].copy_from_slice(&o);
+        r += 4;
+    }
+    for (r, yr) in y.iter_mut().enumerate().skip(r) {
+        *yr = quant_dot::<Q4>(n, row(r), a);
+    }
+}
+
+/// Eight Q4_0 rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against one Q8_0 row.
+///
+/// Two rows share a vector: row `2k` in the low 128-bit lane and row `2k+1` in the high one, so
+/// one `maddubs` pair covers 64 weights. Low nibbles (elements 0..16) meet `a[0..16]` and high
+/// nibbles `a[16..32]`, each broadcast to both lanes; the nibble offset 8 comes off as
+/// `8·Σa` in i16 (|Σ| ≤ 2·3840 + 4096: no saturation). Three `hadd`s reduce the four pair
+/// vectors to one exact i32 per row, lanes ordered rows `[0 2 4 6 | 1 3 5 7]`; the eight f16
+/// scales are packed in the same order with scalar loads (on Zen 3 this beats a `vpgatherdd`
+/// by 1.8×: the integer ports are otherwise idle). The float part is the spec's, lane by lane.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; rows `0..8` of `nb` 18-byte blocks at stride `row_bytes` are
+/// readable from `w0`; `a` holds `nb` Q8_0 blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0_x8_avx2(nb: usize, w0: *const u8, row_bytes: usize, a: &[u8]) -> [f32; 8] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let eight = _mm256_set1_epi8(8);
+    let ones = _mm256_set1_epi16(1);
+    let ap = a.as_ptr();
+    let mut acc = _mm256_setzero_ps();
+    // SAFETY: per the contract, every row pointer + b·18 (+18) and a + b·34 (+34) with b < nb
+    // is readable.
+    unsafe {
+        for b in 0..nb {
+            let ab = ap.add(b * Q8_0_BYTES);
+            let da = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+                scale_bits(ab),
+            )))));
+            let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(2).cast()));
+            let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(18).cast()));
+            let corr = _mm256_add_epi16(
+                _mm256_maddubs_epi16(eight, alo),
+                _mm256_maddubs_epi16(eight, ahi),
+            );
+            let wb = w0.add(b * Q4_0_BYTES);
+            let pair = |k: usize| {
+                let lo_row = wb.add(2 * k * row_bytes + 2);
+                let hi_row = wb.add((2 * k + 1) * row_bytes + 2);
+                let x = _mm256_loadu2_m128i(hi_row.cast(), lo_row.cast());
+                let lo = _mm256_and_si256(x, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(x), m4);
+                let p =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
+                _mm256_madd_epi16(_mm256_sub_epi16(p, corr), ones)
+            };
+            let (p0, p1, p2, p3) = (pair(0), pair(1), pair(2), pair(3));
+            let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+            let isum = _mm256_cvtepi32_ps(h);
+            let sc = |i: usize| u64::from(scale_bits(wb.add(i * row_bytes)));
+            let even = sc(0) | sc(2) << 16 | sc(4) << 32 | sc(6) << 48;
+            let odd = sc(1) | sc(3) << 16 | sc(5) << 32 | sc(7) << 48;
+            let dw = _mm256_cvtph_ps(_mm_set_epi64x(odd as i64, even as i64));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(dw, da), isum));
+        }
+    }
+    let mut t = [0.0f32; 8];
+    // SAFETY: `t` has room for 8 f32.
+    unsafe { _mm256_storeu_ps(t.as_mut_ptr(), acc) };
+    [t[0], t[4], t[1], t[5], t[2], t[6], t[3], t[7]]
 }
 
 // ---------------------------------------------------------------------------------------------
