@@ -358,39 +358,9 @@ fn rows_block(k: &Kernels, w: &Matrix, x: Input, r0: usize, out: &mut [f32]) {
     let n_rows = out.len() / n_tok;
     if let Some(qk) = quant_kernels(k, w.ty) {
         let arb = n / QK * Q8_0_BYTES;
-        let a = |t: usize| &x.q8[t * arb..(t + 1) * arb];
-        if n_tok == 1 {
-            // Decode: the whole run of rows to the kernel (it shares loads across rows).
-            let rows = &w.data[r0 * w.row_bytes..(r0 + n_rows) * w.row_bytes];
-            (qk.rows)(n, rows, w.row_bytes, a(0), out);
-            return;
-        }
-        let mut r = 0;
-        while r + 4 <= n_rows {
-            let wr: [&[u8]; 4] = std::array::from_fn(|i| w.row(r0 + r + i));
-            let o = &mut out[r * n_tok..(r + 4) * n_tok];
-            let mut t = 0;
-            while t + 4 <= n_tok {
-                let tile = (qk.tile_4x4)(n, wr, std::array::from_fn(|j| a(t + j)));
-                for (j, tj) in tile.iter().enumerate() {
-                    for (i, v) in tj.iter().enumerate() {
-                        o[i * n_tok + t + j] = *v;
-                    }
-                }
-                t += 4;
-            }
-            for t in t..n_tok {
-                for (i, v) in (qk.dot_x4)(n, wr, a(t)).iter().enumerate() {
-                    o[i * n_tok + t] = *v;
-                }
-            }
-            r += 4;
-        }
-        for r in r..n_rows {
-            for t in 0..n_tok {
-                out[r * n_tok + t] = (qk.dot)(n, w.row(r0 + r), a(t));
-            }
-        }
+        // The whole run of rows and tokens to the kernel (it shares loads across both).
+        let rows = &w.data[r0 * w.row_bytes..(r0 + n_rows) * w.row_bytes];
+        (qk.rows)(n, rows, w.row_bytes, &x.q8[..n_tok * arb], out);
     } else if let Some(fk) = float_kernels(k, w.ty) {
         let xt = |t: usize| &x.x[t * n..(t + 1) * n];
         let mut r = 0;

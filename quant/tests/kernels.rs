@@ -110,12 +110,35 @@ fn check_rows(
         }
         w[r * stride..r * stride + span].copy_from_slice(&row);
     }
-    for len in [n_rows, 8, 5] {
-        let mut y = vec![f32::NAN; len];
-        rows(n, &w[..(len - 1) * stride + span], stride, a, &mut y);
-        for (r, got) in y.iter().enumerate() {
-            let want = spec(n, &w[r * stride..r * stride + span], a);
-            assert_same(&format!("{name} rows[{r}/{len}]"), isa, *got, want);
+    for (len, n_tok) in [
+        (n_rows, 1),
+        (8, 1),
+        (5, 1),
+        (n_rows, 4),
+        (8, 7),
+        (13, 3),
+        (3, 6),
+    ] {
+        // Token t: the activation row with its blocks rotated by t (distinct when nb > 1).
+        let arb = a.len();
+        let mut at = Vec::with_capacity(n_tok * arb);
+        for t in 0..n_tok {
+            let mut row = a.to_vec();
+            row.rotate_left(t * 34 % arb);
+            at.extend_from_slice(&row);
+        }
+        let mut y = vec![f32::NAN; len * n_tok];
+        rows(n, &w[..(len - 1) * stride + span], stride, &at, &mut y);
+        for r in 0..len {
+            for t in 0..n_tok {
+                let want = spec(
+                    n,
+                    &w[r * stride..r * stride + span],
+                    &at[t * arb..(t + 1) * arb],
+                );
+                let what = format!("{name} rows[{r}/{len}] token {t}/{n_tok}");
+                assert_same(&what, isa, y[r * n_tok + t], want);
+            }
         }
     }
 }

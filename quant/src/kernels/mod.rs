@@ -85,9 +85,10 @@ pub type QuantDot = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 pub type QuantDotX4 = fn(n: usize, w: [&[u8]; 4], a: &[u8]) -> [f32; 4];
 /// Four weight rows against four activation rows: `[token][row]`.
 pub type QuantTile4x4 = fn(n: usize, w: [&[u8]; 4], a: [&[u8]; 4]) -> [[f32; 4]; 4];
-/// `y.len()` consecutive weight rows (row `r` starts at `w[r * row_bytes]`, `n` elements each)
-/// against one activation row: the decode driver's entry point, so a kernel may share work
-/// (activation loads, scale gathers) across as many rows as it likes.
+/// A run of consecutive weight rows (row `r` starts at `w[r * row_bytes]`, `n` elements each)
+/// against `n_tok` Q8_0 activation rows (`a`, back to back): `y` [n_rows, n_tok]. The drivers'
+/// entry point, so a kernel may share work (unpacked weights, activation loads, scales) across
+/// as many rows and tokens as it likes; `n_tok` is `a.len()` / the bytes of one activation row.
 pub type QuantRows = fn(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]);
 /// `n` elements of a float weight row (`w`, little-endian bytes, any alignment) against f32 `x`.
 pub type FloatDot = fn(n: usize, w: &[u8], x: &[f32]) -> f32;
@@ -128,12 +129,11 @@ pub struct Kernels {
     pub bf16: FloatKernels,
 }
 
-/// [`QuantRows`] from a table's 4-row and 1-row kernels, for weight blocks of `block` bytes
-/// (tables without a wider kernel use this).
+/// [`QuantRows`] from a table's 4×4, 4-row and 1-row kernels, for weight blocks of `block`
+/// bytes (tables without a wider kernel use this).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn rows_by_4(
-    dot_x4: QuantDotX4,
-    dot: QuantDot,
+    (dot, dot_x4, tile_4x4): (QuantDot, QuantDotX4, QuantTile4x4),
     block: usize,
     n: usize,
     w: &[u8],
@@ -141,17 +141,55 @@ pub(super) fn rows_by_4(
     a: &[u8],
     y: &mut [f32],
 ) {
-    let wb = row_span(n, block, w.len(), row_bytes, y.len());
+    let arb = n / QK * Q8_0_BYTES;
+    let n_tok = check_tokens(a.len(), arb, y.len());
+    if n_tok == 0 {
+        return;
+    }
+    let n_rows = y.len() / n_tok;
+    let wb = row_span(n, block, w.len(), row_bytes, n_rows);
     let row = |r: usize| &w[r * row_bytes..r * row_bytes + wb];
+    let at = |t: usize| &a[t * arb..(t + 1) * arb];
     let mut r = 0;
-    while r + 4 <= y.len() {
-        let o = dot_x4(n, std::array::from_fn(|i| row(r + i)), a);
-        y[r..r + 4].copy_from_slice(&o);
+    while r + 4 <= n_rows {
+        let wr: [&[u8]; 4] = std::array::from_fn(|i| row(r + i));
+        let mut t = 0;
+        while t + 4 <= n_tok {
+            let tile = tile_4x4(n, wr, std::array::from_fn(|j| at(t + j)));
+            for (j, tj) in tile.iter().enumerate() {
+                for (i, v) in tj.iter().enumerate() {
+                    y[(r + i) * n_tok + t + j] = *v;
+                }
+            }
+            t += 4;
+        }
+        for t in t..n_tok {
+            for (i, v) in dot_x4(n, wr, at(t)).iter().enumerate() {
+                y[(r + i) * n_tok + t] = *v;
+            }
+        }
         r += 4;
     }
-    for (r, yr) in y.iter_mut().enumerate().skip(r) {
-        *yr = dot(n, row(r), a);
+    for r in r..n_rows {
+        for t in 0..n_tok {
+            y[r * n_tok + t] = dot(n, row(r), at(t));
+        }
     }
+}
+
+/// The number of tokens in `a_len` bytes of activation rows of `arb` bytes, checking that it
+/// divides both `a_len` and `y_len` (panics on a caller bug).
+pub(super) fn check_tokens(a_len: usize, arb: usize, y_len: usize) -> usize {
+    assert!(
+        arb > 0 && a_len % arb == 0,
+        "quantized rows: activation size {a_len}"
+    );
+    let n_tok = a_len / arb;
+    assert!(
+        (n_tok == 0 && y_len == 0) || (n_tok > 0 && y_len % n_tok == 0),
+        "quantized rows: {y_len} outputs for {n_tok} tokens"
+    );
+    n_tok
 }
 
 /// The bytes of one row of `n` elements in `block`-byte blocks, after checking that `w_len`

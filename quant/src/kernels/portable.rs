@@ -5,7 +5,8 @@ use wide::{f32x8, i16x16, i32x8, i8x16, u8x16, CmpEq, CmpGe, CmpLe};
 
 use super::scalar::{block_scale, check_float, check_quant, fold_lanes};
 use super::{
-    rows_by_4, FloatKernels, Isa, Kernels, QuantDot, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK,
+    rows_by_4, FloatKernels, Isa, Kernels, QuantDot, QuantKernels, QuantTile4x4, Q4_0_BYTES,
+    Q8_0_BYTES, QK,
 };
 use crate::format::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_f16_bits};
 
@@ -20,7 +21,8 @@ pub(super) fn kernels() -> Kernels {
             tile_4x4: |n, w, a| a.map(|a| quant_x::<Q4, 4>(n, w, a)),
             rows: |n, w, rb, a, y| {
                 let dot: QuantDot = |n, w, a| quant_x::<Q4, 1>(n, [w], a)[0];
-                rows_by_4(quant_x::<Q4, 4>, dot, Q4_0_BYTES, n, w, rb, a, y)
+                let tile: QuantTile4x4 = |n, w, a| a.map(|a| quant_x::<Q4, 4>(n, w, a));
+                rows_by_4((dot, quant_x::<Q4, 4>, tile), Q4_0_BYTES, n, w, rb, a, y)
             },
         },
         q8_0: QuantKernels {
@@ -29,7 +31,8 @@ pub(super) fn kernels() -> Kernels {
             tile_4x4: |n, w, a| a.map(|a| quant_x::<Q8, 4>(n, w, a)),
             rows: |n, w, rb, a, y| {
                 let dot: QuantDot = |n, w, a| quant_x::<Q8, 1>(n, [w], a)[0];
-                rows_by_4(quant_x::<Q8, 4>, dot, Q8_0_BYTES, n, w, rb, a, y)
+                let tile: QuantTile4x4 = |n, w, a| a.map(|a| quant_x::<Q8, 4>(n, w, a));
+                rows_by_4((dot, quant_x::<Q8, 4>, tile), Q8_0_BYTES, n, w, rb, a, y)
             },
         },
         f32: FloatKernels {

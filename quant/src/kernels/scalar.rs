@@ -10,7 +10,8 @@
 use crate::format::{bf16_bits_to_f32, f16_bits_to_f32, BlockQ8_0, QuantizeBlock};
 
 use super::{
-    rows_by_4, FloatKernels, Isa, Kernels, QuantDotX4, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK,
+    rows_by_4, FloatKernels, Isa, Kernels, QuantDotX4, QuantKernels, QuantTile4x4, Q4_0_BYTES,
+    Q8_0_BYTES, QK,
 };
 
 /// The scalar table.
@@ -24,7 +25,8 @@ pub(super) fn kernels() -> Kernels {
             tile_4x4: |n, w, a| a.map(|a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a))),
             rows: |n, w, rb, a, y| {
                 let x4: QuantDotX4 = |n, w, a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a));
-                rows_by_4(x4, vec_dot_q4_0_q8_0, Q4_0_BYTES, n, w, rb, a, y)
+                let tile: QuantTile4x4 = |n, w, a| a.map(|a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a)));
+                rows_by_4((vec_dot_q4_0_q8_0, x4, tile), Q4_0_BYTES, n, w, rb, a, y)
             },
         },
         q8_0: QuantKernels {
@@ -33,7 +35,8 @@ pub(super) fn kernels() -> Kernels {
             tile_4x4: |n, w, a| a.map(|a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a))),
             rows: |n, w, rb, a, y| {
                 let x4: QuantDotX4 = |n, w, a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a));
-                rows_by_4(x4, vec_dot_q8_0_q8_0, Q8_0_BYTES, n, w, rb, a, y)
+                let tile: QuantTile4x4 = |n, w, a| a.map(|a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a)));
+                rows_by_4((vec_dot_q8_0_q8_0, x4, tile), Q8_0_BYTES, n, w, rb, a, y)
             },
         },
         f32: FloatKernels {

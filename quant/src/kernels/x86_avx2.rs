@@ -8,7 +8,8 @@ use std::arch::x86_64::*;
 
 use super::scalar::{block_scale, check_float, check_quant, fold_lanes};
 use super::{
-    row_span, rows_by_4, FloatKernels, Isa, Kernels, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK,
+    check_tokens, row_span, rows_by_4, FloatKernels, Isa, Kernels, QuantDot, QuantDotX4,
+    QuantKernels, QuantTile4x4, Q4_0_BYTES, Q8_0_BYTES, QK,
 };
 use crate::format::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_f16_bits};
 
@@ -31,7 +32,12 @@ pub(super) fn kernels() -> Option<Kernels> {
             dot_x4: quant_x4::<Q8>,
             tile_4x4: |n, w, a| quant_tile::<Q8>(n, w, a),
             rows: |n, w, rb, a, y| {
-                rows_by_4(quant_x4::<Q8>, quant_dot::<Q8>, Q8_0_BYTES, n, w, rb, a, y)
+                let k = (
+                    quant_dot::<Q8> as QuantDot,
+                    quant_x4::<Q8> as QuantDotX4,
+                    quant_tile::<Q8> as QuantTile4x4,
+                );
+                rows_by_4(k, Q8_0_BYTES, n, w, rb, a, y)
             },
         },
         f32: FloatKernels {
@@ -371,93 +377,138 @@ unsafe fn quant_tile_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: [&[u8]; 4]
 // Q4_0 decode: eight rows at a time
 // ---------------------------------------------------------------------------------------------
 
-/// Decode over a run of Q4_0 rows: eight rows at a time, the rest four and one at a time.
+/// A run of Q4_0 rows against `n_tok` Q8_0 rows: tiles of eight rows × four tokens (each
+/// weight block unpacked once for the four), eight rows × one token for the last tokens, and the
+/// 4×4 / 4-row / 1-row kernels for the last rows.
 fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
-    let span = row_span(n, Q4_0_BYTES, w.len(), row_bytes, y.len());
-    assert_eq!(
-        a.len(),
-        n / QK * Q8_0_BYTES,
-        "quantized rows: activation row size"
-    );
+    let arb = n / QK * Q8_0_BYTES;
+    let n_tok = check_tokens(a.len(), arb, y.len());
+    if n_tok == 0 {
+        return;
+    }
+    let n_rows = y.len() / n_tok;
+    let span = row_span(n, Q4_0_BYTES, w.len(), row_bytes, n_rows);
+    let at = |t: usize| &a[t * arb..(t + 1) * arb];
     let mut r = 0;
-    while r + 8 <= y.len() {
-        // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); `row_span` checked that
-        // rows r..r+8 (each `span` = nb × 18 bytes at stride `row_bytes`) lie inside `w`, and
-        // `a` holds nb Q8_0 blocks.
-        let o = unsafe { q4_0_x8_avx2(n / QK, w.as_ptr().add(r * row_bytes), row_bytes, a) };
-        y[r..r + 8].copy_from_slice(&o);
+    while r + 8 <= n_rows {
+        let w0 = w[r * row_bytes..].as_ptr();
+        let mut t = 0;
+        while t + 4 <= n_tok {
+            let at4 = std::array::from_fn(|j| at(t + j));
+            // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); `row_span` checked
+            // that rows r..r+8 (nb × 18 bytes each at stride `row_bytes`) lie inside `w`, and
+            // every `at(t)` holds nb Q8_0 blocks.
+            let o = unsafe { q4_0_x8_avx2::<4>(n / QK, w0, row_bytes, at4) };
+            for (j, oj) in o.iter().enumerate() {
+                for (i, v) in oj.iter().enumerate() {
+                    y[(r + i) * n_tok + t + j] = *v;
+                }
+            }
+            t += 4;
+        }
+        for t in t..n_tok {
+            // SAFETY: as above.
+            let [o] = unsafe { q4_0_x8_avx2::<1>(n / QK, w0, row_bytes, [at(t)]) };
+            for (i, v) in o.iter().enumerate() {
+                y[(r + i) * n_tok + t] = *v;
+            }
+        }
         r += 8;
     }
     let row = |r: usize| &w[r * row_bytes..r * row_bytes + span];
-    while r + 4 <= y.len() {
-        let o = quant_x4::<Q4>(n, std::array::from_fn(|i| row(r + i)), a);
-        y[r..r + 4].copy_from_slice(&o);
+    while r + 4 <= n_rows {
+        let wr = std::array::from_fn(|i| row(r + i));
+        for t in 0..n_tok {
+            for (i, v) in quant_x4::<Q4>(n, wr, at(t)).iter().enumerate() {
+                y[(r + i) * n_tok + t] = *v;
+            }
+        }
         r += 4;
     }
-    for (r, yr) in y.iter_mut().enumerate().skip(r) {
-        *yr = quant_dot::<Q4>(n, row(r), a);
+    for r in r..n_rows {
+        for t in 0..n_tok {
+            y[r * n_tok + t] = quant_dot::<Q4>(n, row(r), at(t));
+        }
     }
 }
 
-/// Eight Q4_0 rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against one Q8_0 row.
+/// Eight Q4_0 rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `T` Q8_0 rows:
+/// `[token][row]`.
 ///
 /// Two rows share a vector: row `2k` in the low 128-bit lane and row `2k+1` in the high one, so
-/// one `maddubs` pair covers 64 weights. Low nibbles (elements 0..16) meet `a[0..16]` and high
-/// nibbles `a[16..32]`, each broadcast to both lanes; the nibble offset 8 comes off as
-/// `8·Σa` in i16 (|Σ| ≤ 2·3840 + 4096: no saturation). Three `hadd`s reduce the four pair
-/// vectors to one exact i32 per row, lanes ordered rows `[0 2 4 6 | 1 3 5 7]`; the eight f16
-/// scales are packed in the same order with scalar loads (on Zen 3 this beats a `vpgatherdd`
-/// by 1.8×: the integer ports are otherwise idle). The float part is the spec's, lane by lane.
+/// one `maddubs` pair covers 64 weights; a weight block is unpacked once for all `T` tokens. Low
+/// nibbles (elements 0..16) meet `a[0..16]` and high nibbles `a[16..32]`, each broadcast to both
+/// lanes; the nibble offset 8 comes off as `8·Σa` in i16 (|Σ| ≤ 2·3840 + 4096: no saturation).
+/// Three `hadd`s reduce the four pair vectors to one exact i32 per row, lanes ordered rows
+/// `[0 2 4 6 | 1 3 5 7]`; the eight f16 scales are packed in the same order with scalar loads
+/// (on Zen 3 this beats a `vpgatherdd` by 1.8×: the integer ports are otherwise idle). The float
+/// part is the spec's, lane by lane.
 ///
 /// # Safety
 /// The CPU has AVX2/FMA/F16C; rows `0..8` of `nb` 18-byte blocks at stride `row_bytes` are
-/// readable from `w0`; `a` holds `nb` Q8_0 blocks.
+/// readable from `w0`; each `a[t]` holds `nb` Q8_0 blocks.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0_x8_avx2(nb: usize, w0: *const u8, row_bytes: usize, a: &[u8]) -> [f32; 8] {
+unsafe fn q4_0_x8_avx2<const T: usize>(
+    nb: usize,
+    w0: *const u8,
+    row_bytes: usize,
+    a: [&[u8]; T],
+) -> [[f32; 8]; T] {
     let m4 = _mm256_set1_epi8(0x0f);
     let eight = _mm256_set1_epi8(8);
     let ones = _mm256_set1_epi16(1);
-    let ap = a.as_ptr();
-    let mut acc = _mm256_setzero_ps();
-    // SAFETY: per the contract, every row pointer + b·18 (+18) and a + b·34 (+34) with b < nb
-    // is readable.
+    let ap = a.map(|a| a.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); T];
+    // SAFETY: per the contract, every row pointer + b·18 (+18) and every a[t] + b·34 (+34)
+    // with b < nb is readable.
     unsafe {
         for b in 0..nb {
-            let ab = ap.add(b * Q8_0_BYTES);
-            let da = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
-                scale_bits(ab),
-            )))));
-            let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(2).cast()));
-            let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(18).cast()));
-            let corr = _mm256_add_epi16(
-                _mm256_maddubs_epi16(eight, alo),
-                _mm256_maddubs_epi16(eight, ahi),
-            );
             let wb = w0.add(b * Q4_0_BYTES);
-            let pair = |k: usize| {
+            let mut lo = [_mm256_setzero_si256(); 4];
+            let mut hi = [_mm256_setzero_si256(); 4];
+            for k in 0..4 {
                 let lo_row = wb.add(2 * k * row_bytes + 2);
                 let hi_row = wb.add((2 * k + 1) * row_bytes + 2);
                 let x = _mm256_loadu2_m128i(hi_row.cast(), lo_row.cast());
-                let lo = _mm256_and_si256(x, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(x), m4);
-                let p =
-                    _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
-                _mm256_madd_epi16(_mm256_sub_epi16(p, corr), ones)
-            };
-            let (p0, p1, p2, p3) = (pair(0), pair(1), pair(2), pair(3));
-            let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
-            let isum = _mm256_cvtepi32_ps(h);
+                lo[k] = _mm256_and_si256(x, m4);
+                hi[k] = _mm256_and_si256(_mm256_srli_epi16::<4>(x), m4);
+            }
             let sc = |i: usize| u64::from(scale_bits(wb.add(i * row_bytes)));
             let even = sc(0) | sc(2) << 16 | sc(4) << 32 | sc(6) << 48;
             let odd = sc(1) | sc(3) << 16 | sc(5) << 32 | sc(7) << 48;
             let dw = _mm256_cvtph_ps(_mm_set_epi64x(odd as i64, even as i64));
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(dw, da), isum));
+            for t in 0..T {
+                let ab = ap[t].add(b * Q8_0_BYTES);
+                let da = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+                    scale_bits(ab),
+                )))));
+                let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(2).cast()));
+                let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(18).cast()));
+                let corr = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(eight, alo),
+                    _mm256_maddubs_epi16(eight, ahi),
+                );
+                let p: [__m256i; 4] = std::array::from_fn(|k| {
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo[k], alo),
+                        _mm256_maddubs_epi16(hi[k], ahi),
+                    );
+                    _mm256_madd_epi16(_mm256_sub_epi16(s, corr), ones)
+                });
+                let h =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+                let isum = _mm256_cvtepi32_ps(h);
+                acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_mul_ps(dw, da), isum));
+            }
         }
     }
-    let mut t = [0.0f32; 8];
-    // SAFETY: `t` has room for 8 f32.
-    unsafe { _mm256_storeu_ps(t.as_mut_ptr(), acc) };
-    [t[0], t[4], t[1], t[5], t[2], t[6], t[3], t[7]]
+    acc.map(|v| {
+        let mut t = [0.0f32; 8];
+        // SAFETY: `t` has room for 8 f32.
+        unsafe { _mm256_storeu_ps(t.as_mut_ptr(), v) };
+        [t[0], t[4], t[1], t[5], t[2], t[6], t[3], t[7]]
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
