@@ -179,6 +179,21 @@ fn check_float_kernels(n: usize, w32: &[Vec<u8>; 4], w16: &[Vec<u8>; 4], x: &[f3
                 assert_same(name, k.isa, (fk.dot)(n, wr[r], x), want[r]);
                 assert_same(&format!("{name} x4"), k.isa, x4[r], want[r]);
             }
+            // axpy: out starts as x, p from the first weight row's dot (any finite or not).
+            let axpy_spec = match name {
+                "f32" => scalar::axpy_f32 as fn(usize, f32, &[u8], &mut [f32]),
+                "f16" => scalar::axpy_f16,
+                _ => scalar::axpy_bf16,
+            };
+            for p in [want[0], 0.5, -3.25e-3] {
+                let mut want_out = x.to_vec();
+                axpy_spec(n, p, wr[1], &mut want_out);
+                let mut got = x.to_vec();
+                (fk.axpy)(n, p, wr[1], &mut got);
+                for (g, w) in got.iter().zip(&want_out) {
+                    assert_same(&format!("{name} axpy"), k.isa, *g, *w);
+                }
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Grouped-query causal attention of one token over its sequence's KV cache.
 
-use half::f16;
 use rayon::prelude::*;
+use smoe_quant::kernels::{self, FloatKernels};
 
 use super::kv_cache::{KvCache, KvStore};
 
@@ -27,6 +27,7 @@ pub fn attend(q: &[f32], kv: &KvCache, s: AttnShape, scores: &mut [f32], out: &m
     let scale = 1.0 / (hd as f32).sqrt();
     let n_pos = s.last + 1 - s.first;
     let base = kv.offset(s.seq, s.il, s.first);
+    let k = kernels::kernels();
     out.par_chunks_mut(hd)
         .zip(scores.par_chunks_mut(kv.n_ctx))
         .enumerate()
@@ -36,42 +37,40 @@ pub fn attend(q: &[f32], kv: &KvCache, s: AttnShape, scores: &mut [f32], out: &m
             let sc = &mut sc[..n_pos];
             for (j, s_j) in sc.iter_mut().enumerate() {
                 let at = base + j * kv.kv_dim + kv_off;
-                *s_j = dot_cache(q_h, &kv.k, at) * scale;
+                *s_j = dot_cache(k, q_h, &kv.k, at) * scale;
             }
             softmax(sc);
             out_h.fill(0.0);
             for (j, &p) in sc.iter().enumerate() {
                 let at = base + j * kv.kv_dim + kv_off;
-                axpy_cache(p, &kv.v, at, out_h);
+                axpy_cache(k, p, &kv.v, at, out_h);
             }
         });
 }
 
-fn dot_cache(q: &[f32], store: &KvStore, at: usize) -> f32 {
+/// The float kernels for the cache's element type and the bytes of `n` elements at `at`.
+fn cache_row<'a>(
+    k: &kernels::Kernels,
+    store: &'a KvStore,
+    at: usize,
+    n: usize,
+) -> (FloatKernels, &'a [u8]) {
     match store {
-        KvStore::F32(v) => q.iter().zip(&v[at..at + q.len()]).map(|(a, b)| a * b).sum(),
-        KvStore::F16(v) => q
-            .iter()
-            .zip(&v[at..at + q.len()])
-            .map(|(a, b)| a * f16::to_f32(*b))
-            .sum(),
+        KvStore::F32(v) => (k.f32, bytemuck::cast_slice(&v[at..at + n])),
+        KvStore::F16(v) => (k.f16, bytemuck::cast_slice(&v[at..at + n])),
     }
 }
 
-fn axpy_cache(p: f32, store: &KvStore, at: usize, out: &mut [f32]) {
-    let n = out.len();
-    match store {
-        KvStore::F32(v) => {
-            for (o, x) in out.iter_mut().zip(&v[at..at + n]) {
-                *o += p * x;
-            }
-        }
-        KvStore::F16(v) => {
-            for (o, x) in out.iter_mut().zip(&v[at..at + n]) {
-                *o += p * x.to_f32();
-            }
-        }
-    }
+/// `q · K[at..at + head_dim]` with the SIMD float dot.
+fn dot_cache(k: &kernels::Kernels, q: &[f32], store: &KvStore, at: usize) -> f32 {
+    let (fk, row) = cache_row(k, store, at, q.len());
+    (fk.dot)(q.len(), row, q)
+}
+
+/// `out += p · V[at..at + head_dim]` with the SIMD float axpy.
+fn axpy_cache(k: &kernels::Kernels, p: f32, store: &KvStore, at: usize, out: &mut [f32]) {
+    let (fk, row) = cache_row(k, store, at, out.len());
+    (fk.axpy)(out.len(), p, row, out);
 }
 
 /// Numerically stable softmax in place.

@@ -94,6 +94,8 @@ pub type QuantRows = fn(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut 
 pub type FloatDot = fn(n: usize, w: &[u8], x: &[f32]) -> f32;
 /// Four float weight rows against one `x`: `[row]`.
 pub type FloatDotX4 = fn(n: usize, w: [&[u8]; 4], x: &[f32]) -> [f32; 4];
+/// `out[i] = out[i] + p * w[i]` for `n` float elements (no FMA: the same bits on every ISA).
+pub type FloatAxpy = fn(n: usize, p: f32, w: &[u8], out: &mut [f32]);
 
 /// The kernels for one quantized weight type against Q8_0 activations. All panic if the slices do
 /// not hold exactly `n` elements (`n` a multiple of 32): the drivers check shapes first.
@@ -113,6 +115,8 @@ pub struct QuantKernels {
 pub struct FloatKernels {
     pub dot: FloatDot,
     pub dot_x4: FloatDotX4,
+    /// Attention's weighted sum of V rows.
+    pub axpy: FloatAxpy,
 }
 
 /// One instruction set's kernel table.

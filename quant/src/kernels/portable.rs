@@ -38,14 +38,17 @@ pub(super) fn kernels() -> Kernels {
         f32: FloatKernels {
             dot: |n, w, x| float_x::<4, 1>(n, [w], x, f32_at)[0],
             dot_x4: |n, w, x| float_x::<4, 4>(n, w, x, f32_at),
+            axpy: |n, p, w, out| axpy::<4>(n, p, w, out, f32_at),
         },
         f16: FloatKernels {
             dot: |n, w, x| float_x::<2, 1>(n, [w], x, f16_at)[0],
             dot_x4: |n, w, x| float_x::<2, 4>(n, w, x, f16_at),
+            axpy: |n, p, w, out| axpy::<2>(n, p, w, out, f16_at),
         },
         bf16: FloatKernels {
             dot: |n, w, x| float_x::<2, 1>(n, [w], x, bf16_at)[0],
             dot_x4: |n, w, x| float_x::<2, 4>(n, w, x, bf16_at),
+            axpy: |n, p, w, out| axpy::<2>(n, p, w, out, bf16_at),
         },
     }
 }
@@ -149,6 +152,23 @@ fn f16_at(w: &[u8], i: usize) -> f32 {
 
 fn bf16_at(w: &[u8], i: usize) -> f32 {
     bf16_bits_to_f32(u16::from_le_bytes([w[2 * i], w[2 * i + 1]]))
+}
+
+/// `out += p · w`, eight lanes at a time (`E` bytes an element, read by `get`).
+fn axpy<const E: usize>(n: usize, p: f32, w: &[u8], out: &mut [f32], get: fn(&[u8], usize) -> f32) {
+    check_float(n, w.len(), E, out.len());
+    let pv = f32x8::splat(p);
+    let mut chunks = out.chunks_exact_mut(8);
+    for (c, o) in (&mut chunks).enumerate() {
+        let wv = f32x8::new(std::array::from_fn(|l| get(w, 8 * c + l)));
+        let mut ov = [0.0f32; 8];
+        ov.copy_from_slice(o);
+        o.copy_from_slice(&(f32x8::new(ov) + pv * wv).to_array());
+    }
+    let done = n / 8 * 8;
+    for (i, o) in chunks.into_remainder().iter_mut().enumerate() {
+        *o += p * get(w, done + i);
+    }
 }
 
 /// `R` float weight rows (`E` bytes an element, read by `get`) against `x`: two 8-lane sets.

@@ -42,14 +42,17 @@ pub(super) fn kernels() -> Kernels {
         f32: FloatKernels {
             dot: vec_dot_f32_f32,
             dot_x4: |n, w, x| w.map(|w| vec_dot_f32_f32(n, w, x)),
+            axpy: axpy_f32,
         },
         f16: FloatKernels {
             dot: vec_dot_f16_f32,
             dot_x4: |n, w, x| w.map(|w| vec_dot_f16_f32(n, w, x)),
+            axpy: axpy_f16,
         },
         bf16: FloatKernels {
             dot: vec_dot_bf16_f32,
             dot_x4: |n, w, x| w.map(|w| vec_dot_bf16_f32(n, w, x)),
+            axpy: axpy_bf16,
         },
     }
 }
@@ -154,6 +157,32 @@ pub fn vec_dot_f16_f32(n: usize, w: &[u8], x: &[f32]) -> f32 {
     check_float(n, w.len(), 2, x.len());
     let wv = |i: usize| f16_bits_to_f32(u16::from_le_bytes([w[2 * i], w[2 * i + 1]]));
     dot_lanes(n, wv, x)
+}
+
+/// `out[i] = out[i] + p * w[i]` over `n` elements read by `get` (panics on a size mismatch).
+fn axpy_with(n: usize, p: f32, w: &[u8], elem: usize, get: impl Fn(usize) -> f32, out: &mut [f32]) {
+    check_float(n, w.len(), elem, out.len());
+    for (i, o) in out.iter_mut().enumerate() {
+        *o += p * get(i);
+    }
+}
+
+/// `out += p · w` for an f32 row.
+pub fn axpy_f32(n: usize, p: f32, w: &[u8], out: &mut [f32]) {
+    let get = |i: usize| f32::from_le_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]]);
+    axpy_with(n, p, w, 4, get, out);
+}
+
+/// `out += p · w` for an F16 row.
+pub fn axpy_f16(n: usize, p: f32, w: &[u8], out: &mut [f32]) {
+    let get = |i: usize| f16_bits_to_f32(u16::from_le_bytes([w[2 * i], w[2 * i + 1]]));
+    axpy_with(n, p, w, 2, get, out);
+}
+
+/// `out += p · w` for a BF16 row.
+pub fn axpy_bf16(n: usize, p: f32, w: &[u8], out: &mut [f32]) {
+    let get = |i: usize| bf16_bits_to_f32(u16::from_le_bytes([w[2 * i], w[2 * i + 1]]));
+    axpy_with(n, p, w, 2, get, out);
 }
 
 /// `Σ w·x` for a BF16 weight row.

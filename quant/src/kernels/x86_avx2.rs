@@ -43,14 +43,17 @@ pub(super) fn kernels() -> Option<Kernels> {
         f32: FloatKernels {
             dot: |n, w, x| float_dot::<F32>(n, w, x),
             dot_x4: |n, w, x| float_x4::<F32>(n, w, x),
+            axpy: float_axpy::<F32>,
         },
         f16: FloatKernels {
             dot: |n, w, x| float_dot::<F16>(n, w, x),
             dot_x4: |n, w, x| float_x4::<F16>(n, w, x),
+            axpy: float_axpy::<F16>,
         },
         bf16: FloatKernels {
             dot: |n, w, x| float_dot::<BF16>(n, w, x),
             dot_x4: |n, w, x| float_x4::<BF16>(n, w, x),
+            axpy: float_axpy::<BF16>,
         },
     })
 }
@@ -581,6 +584,33 @@ fn float_x4<E: FloatElem>(n: usize, w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
     }
     // SAFETY: reachable only through `kernels()`; sizes checked.
     unsafe { float_x4_avx2::<E, 4>(n, w, x) }
+}
+
+fn float_axpy<E: FloatElem>(n: usize, p: f32, w: &[u8], out: &mut [f32]) {
+    check_float(n, w.len(), E::BYTES, out.len());
+    // SAFETY: reachable only through `kernels()`; sizes checked.
+    unsafe { float_axpy_avx2::<E>(n, p, w, out) }
+}
+
+/// `out += p · w`, eight elements at a time (mul then add, as the spec).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn float_axpy_avx2<E: FloatElem>(n: usize, p: f32, w: &[u8], out: &mut [f32]) {
+    let pv = _mm256_set1_ps(p);
+    let (wp, op) = (w.as_ptr(), out.as_mut_ptr());
+    let mut i = 0;
+    // SAFETY: `w` holds n elements of E::BYTES and `out` n f32 (checked by the caller);
+    // every access below is to elements i..i+8 ≤ n.
+    unsafe {
+        while i + 8 <= n {
+            let o = _mm256_loadu_ps(op.add(i));
+            let v = _mm256_add_ps(o, _mm256_mul_ps(pv, E::load8(wp.add(i * E::BYTES))));
+            _mm256_storeu_ps(op.add(i), v);
+            i += 8;
+        }
+    }
+    for (j, o) in out.iter_mut().enumerate().skip(i) {
+        *o += p * E::get(w, j);
+    }
 }
 
 /// `R` rows at once, each with two 8-lane accumulators (the spec's two sets).
