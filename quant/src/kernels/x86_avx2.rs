@@ -381,8 +381,8 @@ unsafe fn quant_tile_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: [&[u8]; 4]
 // ---------------------------------------------------------------------------------------------
 
 /// A run of Q4_0 rows against `n_tok` Q8_0 rows: tiles of eight rows × four tokens (each
-/// weight block unpacked once for the four), eight rows × one token for the last tokens, and the
-/// 4×4 / 4-row / 1-row kernels for the last rows.
+/// weight block unpacked once for the four), one tile of eight rows × the last 1–3 tokens, and
+/// the 4-row / 1-row kernels for the last rows.
 fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
     let arb = n / QK * Q8_0_BYTES;
     let n_tok = check_tokens(a.len(), arb, y.len());
@@ -392,29 +392,34 @@ fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
     let n_rows = y.len() / n_tok;
     let span = row_span(n, Q4_0_BYTES, w.len(), row_bytes, n_rows);
     let at = |t: usize| &a[t * arb..(t + 1) * arb];
+    let nb = n / QK;
     let mut r = 0;
     while r + 8 <= n_rows {
-        let w0 = w[r * row_bytes..].as_ptr();
-        let mut t = 0;
-        while t + 4 <= n_tok {
-            let at4 = std::array::from_fn(|j| at(t + j));
-            // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); `row_span` checked
-            // that rows r..r+8 (nb × 18 bytes each at stride `row_bytes`) lie inside `w`, and
-            // every `at(t)` holds nb Q8_0 blocks.
-            let o = unsafe { q4_0_x8_avx2::<4>(n / QK, w0, row_bytes, at4) };
+        let w8 = &w[r * row_bytes..];
+        let mut put = |t0: usize, o: &[[f32; 8]]| {
             for (j, oj) in o.iter().enumerate() {
                 for (i, v) in oj.iter().enumerate() {
-                    y[(r + i) * n_tok + t + j] = *v;
+                    y[(r + i) * n_tok + t0 + j] = *v;
                 }
             }
+        };
+        let mut t = 0;
+        while t + 4 <= n_tok {
+            put(
+                t,
+                &q4_0_x8::<4>(nb, w8, row_bytes, std::array::from_fn(|j| at(t + j))),
+            );
             t += 4;
         }
-        for t in t..n_tok {
-            // SAFETY: as above.
-            let [o] = unsafe { q4_0_x8_avx2::<1>(n / QK, w0, row_bytes, [at(t)]) };
-            for (i, v) in o.iter().enumerate() {
-                y[(r + i) * n_tok + t] = *v;
-            }
+        // The last 1..3 tokens in one tile too, so each weight block is still unpacked once.
+        match n_tok - t {
+            3 => put(
+                t,
+                &q4_0_x8::<3>(nb, w8, row_bytes, [at(t), at(t + 1), at(t + 2)]),
+            ),
+            2 => put(t, &q4_0_x8::<2>(nb, w8, row_bytes, [at(t), at(t + 1)])),
+            1 => put(t, &q4_0_x8::<1>(nb, w8, row_bytes, [at(t)])),
+            _ => {}
         }
         r += 8;
     }
@@ -433,6 +438,20 @@ fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
             y[r * n_tok + t] = quant_dot::<Q4>(n, row(r), at(t));
         }
     }
+}
+
+/// [`q4_0_x8_avx2`] on the eight rows that start `w` (checked here).
+fn q4_0_x8<const T: usize>(nb: usize, w: &[u8], row_bytes: usize, a: [&[u8]; T]) -> [[f32; 8]; T] {
+    assert!(
+        7 * row_bytes + nb * Q4_0_BYTES <= w.len(),
+        "q4_0 x8: rows overrun"
+    );
+    for a in a {
+        assert_eq!(a.len(), nb * Q8_0_BYTES, "q4_0 x8: activation row size");
+    }
+    // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); the eight rows of nb blocks
+    // and the T activation rows were checked just above.
+    unsafe { q4_0_x8_avx2::<T>(nb, w.as_ptr(), row_bytes, a) }
 }
 
 /// Eight Q4_0 rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `T` Q8_0 rows:
