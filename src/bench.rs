@@ -32,6 +32,8 @@ pub struct BenchResult {
     pub disk_bytes_per_token: Option<f64>,
     /// Expert cache hit rate during the timed runs, when experts are paged.
     pub expert_hit_rate: Option<f64>,
+    /// The busiest expert's share of a layer's choices (mean over layers; 1/n_expert is uniform).
+    pub busiest_expert_share: Option<f64>,
 }
 
 /// Weight bytes one decoded token reads: every dense matrix, one embedding row, and
@@ -136,6 +138,7 @@ pub fn bench(
                 samples,
                 disk_bytes_per_token: disk,
                 expert_hit_rate: hit,
+                busiest_expert_share: s.busiest_expert_share(cfg.n_expert),
             })
         };
         for &n in &p.n_prompt {

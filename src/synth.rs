@@ -3,7 +3,7 @@
 //! 32/8 heads, vocab 32000 with the real Mistral tokenizer); only the layer count is chosen. Every
 //! matrix takes the chosen type (like `llama-quantize --pure`); norms and routers are F32.
 //!
-//! Weights are uniform in ±√(3/fan_in) (unit-variance outputs), drawn from a ChaCha8 stream seeded by
+//! Weights are uniform in ±√(3/fan_in) (unit-variance outputs; the token embeddings ±√3), drawn from a ChaCha8 stream seeded by
 //! (seed, tensor, row), so a file is the same whatever the thread count.
 
 use std::fs::File;
@@ -32,6 +32,11 @@ pub struct SynthOptions {
     pub n_head_kv: usize,
     pub n_expert: usize,
     pub n_expert_used: usize,
+    /// Router skew `S` ≥ 0 (0, the default, routes uniformly): every token embedding gets a
+    /// constant channel 0 and every router reads it, which acts as a router bias falling from
+    /// `+S` (expert 0) to `-S` (the last expert) against logits of unit spread, so the first
+    /// experts win the top-k more often, as in trained models.
+    pub router_skew: f32,
 }
 
 impl SynthOptions {
@@ -47,7 +52,40 @@ impl SynthOptions {
             n_head_kv: 8,
             n_expert: 8,
             n_expert_used: 2,
+            router_skew: 0.0,
         }
+    }
+}
+
+/// The constant channel 0 of every token embedding when the routers are skewed.
+const SKEW_CHANNEL: f32 = 8.0;
+
+/// Applies the router skew to row `r` of tensor `name` (see [`SynthOptions::router_skew`]):
+/// channel 0 of the hidden state is a constant that only the routers read (no other matrix reads
+/// it, none writes it), so each router's weight on it is a bias.
+fn skew_row(o: &SynthOptions, name: &str, r: usize, row: &mut [f32]) {
+    let reads_hidden = [
+        "attn_q.",
+        "attn_k.",
+        "attn_v.",
+        "ffn_gate_exps.",
+        "ffn_up_exps.",
+    ];
+    if name == "token_embd.weight" {
+        row[0] = SKEW_CHANNEL;
+    } else if name.ends_with("ffn_gate_inp.weight") {
+        // Row r is expert r: bias S·(1 - 2r/(n_expert-1)) = row[0] · SKEW_CHANNEL / rms, and the
+        // hidden state's rms stays ≈ 1 next to unit-variance block outputs... up to the constant
+        // itself: RMSNorm leaves channel 0 at about SKEW_CHANNEL / sqrt(1 + 64 / n_embd).
+        let span = (o.n_expert.max(2) - 1) as f32;
+        let xn0 = SKEW_CHANNEL / (1.0 + SKEW_CHANNEL * SKEW_CHANNEL / o.n_embd as f32).sqrt();
+        row[0] = o.router_skew * (1.0 - 2.0 * r as f32 / span) / xn0;
+    } else if reads_hidden.iter().any(|k| name.contains(k)) {
+        row[0] = 0.0;
+    } else if (name.contains("attn_output.") || name.contains("ffn_down_exps."))
+        && r % o.n_embd == 0
+    {
+        row.fill(0.0);
     }
 }
 
@@ -183,7 +221,15 @@ pub fn synth(
             let n_cols = t.dims[0] as usize;
             let n_rows: usize = t.dims[1..].iter().map(|&d| d as usize).product();
             let row_bytes = t.ty.row_bytes(n_cols as u64).unwrap_or(0) as usize;
-            let bound = (3.0 / n_cols as f32).sqrt();
+            // Unit-variance outputs; the embedding rows themselves unit-variance too, so each
+            // token's hidden state differs from the others as much as the block outputs do (with
+            // tiny embeddings every token's state is nearly the same attention average, and all
+            // tokens pick the same experts).
+            let bound = if t.name == "token_embd.weight" {
+                3f32.sqrt()
+            } else {
+                (3.0 / n_cols as f32).sqrt()
+            };
             let slab = ((1 << 22) / n_cols).max(1);
             for r0 in (0..n_rows).step_by(slab) {
                 let m = slab.min(n_rows - r0);
@@ -203,6 +249,9 @@ pub fn synth(
                             );
                             for x in row.iter_mut() {
                                 *x = rng.random_range(-bound..bound);
+                            }
+                            if o.router_skew != 0.0 {
+                                skew_row(o, &t.name, r0 + i, row);
                             }
                         }
                         quantize_row(t.ty, row, bytes)

@@ -73,8 +73,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     if !a.json {
-        println!("| model | size | threads | test | t/s | disk read/token | expert hits |");
-        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        println!(
+            "| model | size | threads | test | t/s | disk read/token | expert hits | busiest expert |"
+        );
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     }
     let results = bench(&model, &p, |r| {
         if !a.json {
@@ -84,8 +86,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let hits = r
                 .expert_hit_rate
                 .map_or("-".into(), |h| format!("{:.1}%", h * 100.0));
+            let busiest = r
+                .busiest_expert_share
+                .map_or("-".into(), |h| format!("{:.1}%", h * 100.0));
             println!(
-                "| {name} | {:.2} GB | {} | {} | {:.2} ± {:.2} | {disk} | {hits} |",
+                "| {name} | {:.2} GB | {} | {} | {:.2} ± {:.2} | {disk} | {hits} | {busiest} |",
                 size as f64 / 1e9,
                 r.threads,
                 r.test,

@@ -28,6 +28,11 @@ pub struct SynthArgs {
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Skew the routers (0 = uniform, the worst case for an expert cache): a router bias from +S
+    /// (expert 0) down to -S (expert 7), against logits of unit spread, so low-numbered experts
+    /// are chosen more often, as in trained models (try 1 or 2).
+    #[arg(long, default_value_t = 0.0)]
+    pub router_skew: f32,
     /// Worker threads (default: the number of physical cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
@@ -55,7 +60,16 @@ pub fn run(a: SynthArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let opts = SynthOptions::mixtral(a.layers, ty, a.seed);
+    if !(a.router_skew.is_finite() && a.router_skew >= 0.0) {
+        anyhow::bail!(
+            "--router-skew must be a finite number >= 0, got {}",
+            a.router_skew
+        );
+    }
+    let opts = SynthOptions {
+        router_skew: a.router_skew,
+        ..SynthOptions::mixtral(a.layers, ty, a.seed)
+    };
     let bytes = synth(&a.output, &opts, &vocab, &|done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);

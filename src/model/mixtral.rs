@@ -106,6 +106,8 @@ pub struct Scratch {
     routes_next: Vec<Route>,
     /// [n_expert] experts chosen by the batch in one layer (paging only).
     expert_mask: Vec<bool>,
+    /// [n_layer, n_expert] how many times each expert was chosen (routing statistics).
+    pub expert_uses: Vec<u64>,
     moe: MoeScratch,
     /// Batch indices of the tokens that want logits.
     want: Vec<usize>,
@@ -131,10 +133,25 @@ impl Scratch {
             routes: vec![Route::default(); n_batch * cfg.n_expert_used],
             routes_next: vec![Route::default(); n_batch * cfg.n_expert_used],
             expert_mask: vec![false; cfg.n_expert],
+            expert_uses: vec![0; cfg.n_layer * cfg.n_expert],
             moe: MoeScratch::new(n_batch, cfg.n_embd, cfg.n_ff),
             want: Vec::with_capacity(n_batch),
             logits: vec![0.0; n_batch * cfg.n_vocab],
         }
+    }
+
+    /// The busiest expert's share of its layer's choices, averaged over the layers that routed
+    /// anything (1 / n_expert when routing is uniform).
+    pub fn busiest_expert_share(&self, n_expert: usize) -> Option<f64> {
+        let shares: Vec<f64> = self
+            .expert_uses
+            .chunks(n_expert.max(1))
+            .filter_map(|l| {
+                let total: u64 = l.iter().sum();
+                (total > 0).then(|| *l.iter().max().unwrap_or(&0) as f64 / total as f64)
+            })
+            .collect();
+        (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
     }
 
     /// Logits row `i` (the i-th token of the last batch that asked for logits).
@@ -295,6 +312,11 @@ impl<'a> Mixtral<'a> {
         norm_rows(&s.x, &lw.ffn_norm, cfg.rms_eps, n, &mut s.xn);
         s.acts.set_rows(&s.xn[..n * n_embd], n_embd)?;
         route(&lw.router, &s.acts, k, &mut s.router_logits, &mut s.routes)?;
+        for r in &s.routes[..n * k] {
+            if let Some(u) = s.expert_uses.get_mut(il * cfg.n_expert + r.expert) {
+                *u += 1;
+            }
+        }
         if let Some(pager) = &self.pager {
             mark_experts(cfg, &s.routes[..n * k], &mut s.expert_mask);
             pager.use_experts(il, &s.expert_mask);
