@@ -13,6 +13,9 @@
 //! | `Avx2` | `x86_avx2.rs` | x86-64 with AVX2 + FMA + F16C |
 //! | `Avx512` | — | recognised and detected, but no kernels yet: falls back to `Avx2` |
 //!
+//! The K-quant kernels live beside them: `kquant_scalar.rs` (the spec), `kquant_portable.rs`,
+//! `kquant_avx2.rs` (Q4_K, Q5_K, Q6_K; Q2_K and Q3_K use the portable kernels there).
+//!
 //! # Reduction orders (the spec)
 //! Every kernel of every table gives the same bits as the scalar one, so results do not depend on
 //! the instruction set, on how rows are grouped into multi-row kernels, or on the thread count:
@@ -26,11 +29,29 @@
 //!   two 8-lane vector accumulators.
 //! - **`quantize_row_q8_0`** is bit-identical to `format::quantize_row(Q8_0, …)` (round half away
 //!   from zero, saturating, NaN → 0).
+//! - **K-quant weights × Q8_K activations** (`q2_k` … `q6_k`, [`KQuantKernels`]): per 256-element
+//!   super-block, two exact `i32` sums over its sub-blocks `j` (16 or 32 elements each):
+//!   `isum = Σ_j sc_j · Σ_l q_l·a_l` (`q` the sub-block's quant with its offset removed: Q4_K 0..15,
+//!   Q5_K 0..31, Q6_K -32..31, Q2_K 0..3, Q3_K -4..3; `sc` its integer scale: 6-bit, 4-bit or i8)
+//!   and, for the types with mins (Q2_K, Q4_K, Q5_K), `msum = Σ_j m_j · Σ_l a_l` (`m` the integer
+//!   min). Both are exact in `i32` for every input, so kernels may split them any way (e.g. `Σ a`
+//!   from the activation's `bsums`; Q6_K as `Σ q'·a − 32·Σ a` with `q' = q + 32`). Then, over the
+//!   super-blocks in order, starting from `0.0`, each operation rounded to f32, no FMA:
+//!   `sum = sum + ((d_w * d_a) * isum as f32 - (dmin_w * d_a) * msum as f32)` with mins, or
+//!   `sum = sum + (d_w * d_a) * isum as f32` without (Q3_K, Q6_K). `d_w`, `dmin_w` are the block's
+//!   f16 scales as f32, `d_a` the Q8_K block's f32 scale. Precondition: the Q8_K rows' `bsums` are
+//!   the sums of their quants, as [`KQuantKernels::quantize_row_q8_k`] writes them.
+//! - **`quantize_row_q8_k`** is bit-identical to `format::quantize_row(Q8_K, …)` (llama.cpp's
+//!   `quantize_row_q8_K_ref`).
 
 use std::sync::OnceLock;
 
+pub mod kquant_scalar;
 pub mod scalar;
 
+#[cfg(target_arch = "x86_64")]
+mod kquant_avx2;
+mod kquant_portable;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
@@ -41,6 +62,10 @@ pub const QK: usize = 32;
 pub const Q4_0_BYTES: usize = 18;
 /// Bytes per Q8_0 block.
 pub const Q8_0_BYTES: usize = 34;
+/// Elements per K-quant super-block (and Q8_K block).
+pub const QK_K: usize = crate::QK_K;
+/// Bytes per Q8_K block: f32 scale, 256 i8 quants, 16 i16 sums of 16 quants.
+pub const Q8_K_BYTES: usize = 292;
 
 /// An instruction set with a kernel table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -90,8 +115,9 @@ pub type FloatDot = fn(n: usize, w: &[u8], x: &[f32]) -> f32;
 /// Four float weight rows against one `x`: `[row]`.
 pub type FloatDotX4 = fn(n: usize, w: [&[u8]; 4], x: &[f32]) -> [f32; 4];
 
-/// The kernels for one quantized weight type against Q8_0 activations. All panic if the slices do
-/// not hold exactly `n` elements (`n` a multiple of 32): the drivers check shapes first.
+/// The kernels for one quantized weight type against Q8_0 activations (Q8_K for the K-quants). All
+/// panic if the slices do not hold exactly `n` elements (`n` a multiple of 32, of 256 for the
+/// K-quants): the drivers check shapes first.
 #[derive(Clone, Copy, Debug)]
 pub struct QuantKernels {
     pub dot: QuantDot,
@@ -108,6 +134,18 @@ pub struct FloatKernels {
     pub dot_x4: FloatDotX4,
 }
 
+/// The K-quant kernels of one instruction set: weights against Q8_K activation rows.
+#[derive(Clone, Copy, Debug)]
+pub struct KQuantKernels {
+    /// `x` [n] (n a multiple of 256) → `out` [n / 256 × 292 bytes] of Q8_K blocks.
+    pub quantize_row_q8_k: fn(x: &[f32], out: &mut [u8]),
+    pub q2_k: QuantKernels,
+    pub q3_k: QuantKernels,
+    pub q4_k: QuantKernels,
+    pub q5_k: QuantKernels,
+    pub q6_k: QuantKernels,
+}
+
 /// One instruction set's kernel table.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernels {
@@ -120,6 +158,8 @@ pub struct Kernels {
     pub f32: FloatKernels,
     pub f16: FloatKernels,
     pub bf16: FloatKernels,
+    /// Q2_K … Q6_K against Q8_K activations.
+    pub k_quants: KQuantKernels,
 }
 
 /// The tables this CPU and build can run, indexed like [`Isa::ALL`].

@@ -34,6 +34,7 @@ pub(super) fn kernels() -> Kernels {
             dot: |n, w, x| float_x::<2, 1>(n, [w], x, bf16_at)[0],
             dot_x4: |n, w, x| float_x::<2, 4>(n, w, x, bf16_at),
         },
+        k_quants: super::kquant_portable::kernels(),
     }
 }
 

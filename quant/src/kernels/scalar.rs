@@ -38,6 +38,7 @@ pub(super) fn kernels() -> Kernels {
             dot: vec_dot_bf16_f32,
             dot_x4: |n, w, x| w.map(|w| vec_dot_bf16_f32(n, w, x)),
         },
+        k_quants: super::kquant_scalar::kernels(),
     }
 }
 

@@ -40,6 +40,8 @@ pub(super) fn kernels() -> Option<Kernels> {
             dot: |n, w, x| float_dot::<BF16>(n, w, x),
             dot_x4: |n, w, x| float_x4::<BF16>(n, w, x),
         },
+        // Handed out only when `ok` (the entries rely on it).
+        k_quants: super::kquant_avx2::kernels(),
     })
 }
 

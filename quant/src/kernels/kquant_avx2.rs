@@ -1,0 +1,461 @@
+//! K-quant kernels for x86-64 with AVX2 + FMA + F16C: Q4_K, Q5_K and Q6_K against Q8_K
+//! activations (Q2_K and Q3_K take the portable kernels). Every function gives the same bits as
+//! its scalar spec in `kquant_scalar.rs` (see the module docs of [`super`]).
+//!
+//! A super-block is 8 groups of 32 elements. Each group's weight quants are made unsigned bytes
+//! (`q`: Q4_K 0..15, Q5_K 0..31, Q6_K `q + 32` in 0..63) and multiplied with the activation bytes
+//! by `maddubs` (pairs into `i16`, at most 2·63·128: no saturation), then by the group's scales by
+//! `madd` (into `i32`: the sub-block scale times the pair sums). The offsets come from the
+//! activation's `bsums` with one more `madd`: the mins for Q4_K / Q5_K, `32 · Σ sc·bsum` for Q6_K.
+//! All of it is exact integer arithmetic, so only the float part (four rows in the lanes of one
+//! `__m128`, operation for operation as the spec) decides the bits.
+//!
+//! [`kernels`] must only be installed in a table that is handed out after the AVX2/FMA/F16C check
+//! (`x86_avx2::kernels`): the safe wrappers below rely on it.
+
+use std::arch::x86_64::*;
+
+use super::kquant_scalar::{check_kquant, quantize_row_q8_k};
+use super::{KQuantKernels, QuantKernels, Q8_K_BYTES, QK_K};
+
+/// The multi-row kernels of one block type.
+macro_rules! kquant {
+    ($b:ty) => {
+        QuantKernels {
+            dot: |n, w, a| kquant_rows::<$b, 1>(n, [w], a)[0],
+            dot_x4: kquant_rows::<$b, 4>,
+            tile_4x4: kquant_tile::<$b>,
+        }
+    };
+}
+
+/// The AVX2 K-quant table (see the module docs for when it may be used).
+pub(super) fn kernels() -> KQuantKernels {
+    let portable = super::kquant_portable::kernels();
+    KQuantKernels {
+        quantize_row_q8_k,
+        q2_k: portable.q2_k,
+        q3_k: portable.q3_k,
+        q4_k: kquant!(Q4K),
+        q5_k: kquant!(Q5K),
+        q6_k: kquant!(Q6K),
+    }
+}
+
+/// A K-quant weight block type, group by group.
+trait KBlock {
+    const BYTES: usize;
+    /// Whether the spec's float part has the min term (else the `bsums` term is Q6_K's offset).
+    const MINS: bool;
+    /// Byte offsets of the f16 super-block scale and min scale (the latter unused without mins).
+    const D: usize;
+    const DMIN: usize;
+    /// Per-row, per-super-block state (unpacked scales, ...).
+    type Pre: Copy;
+    /// # Safety
+    /// `w` points at a whole weight block; the CPU has AVX2.
+    unsafe fn pre(w: *const u8) -> Self::Pre;
+    /// Group `g` (0..8: elements `32g .. 32g + 32`): the unsigned quant bytes and the `i16` scale
+    /// of each pair of them.
+    /// # Safety
+    /// As for [`KBlock::pre`], `pre` made from the same `w`.
+    unsafe fn group(w: *const u8, pre: &Self::Pre, g: usize) -> (__m256i, __m256i);
+    /// The 16 `i16` factors of the activation's 16 `bsums`: `Σ factor·bsum` is `msum` with mins,
+    /// and `Σ sc·bsum` (to be taken 32 times from `isum`) without.
+    /// # Safety
+    /// The CPU has AVX2.
+    unsafe fn bsum_factors(pre: &Self::Pre) -> __m256i;
+}
+
+struct Q4K;
+struct Q5K;
+struct Q6K;
+
+/// The 8 six-bit scales and mins of Q4_K / Q5_K from the 12 packed bytes at `w + 4`, byte `j`
+/// of each `u64` for sub-block `j`.
+///
+/// # Safety
+/// `w + 4 .. w + 16` is readable.
+#[inline]
+unsafe fn scales_mins_k4(w: *const u8) -> (u64, u64) {
+    // SAFETY: the caller passes 12 readable bytes at w + 4; unaligned reads.
+    let (w0, w1, w2) = unsafe {
+        (
+            w.add(4).cast::<u32>().read_unaligned(),
+            w.add(8).cast::<u32>().read_unaligned(),
+            w.add(12).cast::<u32>().read_unaligned(),
+        )
+    };
+    // Sub-blocks 0..4: low 6 bits of bytes 0..4 (scales) and 4..8 (mins). Sub-blocks 4..8: low
+    // 4 bits from bytes 8..12 (scale: low nibble, min: high nibble), top 2 from the top bits of
+    // bytes 0..4 (scales) and 4..8 (mins).
+    let sc = u64::from(w0 & 0x3f3f_3f3f)
+        | u64::from((w2 & 0x0f0f_0f0f) | ((w0 >> 2) & 0x3030_3030)) << 32;
+    let m = u64::from(w1 & 0x3f3f_3f3f)
+        | u64::from(((w2 >> 4) & 0x0f0f_0f0f) | ((w1 >> 2) & 0x3030_3030)) << 32;
+    (sc, m)
+}
+
+/// Q4_K / Q5_K per-super-block state: the 8 scales as `i16` in both 128-bit halves, and the
+/// mins as 16 `i16`, each twice (one per `bsum` of its 32-element sub-block).
+#[derive(Clone, Copy)]
+struct Pre4 {
+    scales: __m256i,
+    mins: __m256i,
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pre_k4(w: *const u8) -> Pre4 {
+    // SAFETY: the caller passes a whole Q4_K / Q5_K block.
+    let (sc, m) = unsafe { scales_mins_k4(w) };
+    let sc = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64));
+    let m = _mm_cvtsi64_si128(m as i64);
+    Pre4 {
+        scales: _mm256_broadcastsi128_si256(sc),
+        mins: _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m)),
+    }
+}
+
+/// Sub-block `g`'s scale in every `i16` lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale_k4(pre: &Pre4, g: usize) -> __m256i {
+    let lo = (2 * g) as i16;
+    _mm256_shuffle_epi8(pre.scales, _mm256_set1_epi16(lo | (lo + 1) << 8))
+}
+
+/// Nibble `g % 2` of the 32 bytes at `qs + 32 (g / 2)`: sub-block `g`'s low 4 bits.
+///
+/// # Safety
+/// `qs .. qs + 128` is readable; the CPU has AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles_k4(qs: *const u8, g: usize) -> __m256i {
+    // SAFETY: g < 8, so the 32 bytes lie inside the 128 the caller vouches for.
+    let v = unsafe { _mm256_loadu_si256(qs.add(32 * (g / 2)).cast()) };
+    let v = if g % 2 == 0 {
+        v
+    } else {
+        _mm256_srli_epi16::<4>(v)
+    };
+    _mm256_and_si256(v, _mm256_set1_epi8(0x0f))
+}
+
+impl KBlock for Q4K {
+    const BYTES: usize = 144;
+    const MINS: bool = true;
+    const D: usize = 0;
+    const DMIN: usize = 2;
+    type Pre = Pre4;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pre(w: *const u8) -> Pre4 {
+        // SAFETY: as the trait requires.
+        unsafe { pre_k4(w) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn group(w: *const u8, pre: &Pre4, g: usize) -> (__m256i, __m256i) {
+        // SAFETY: the quants are bytes 16..144 of the block.
+        let q = unsafe { nibbles_k4(w.add(16), g) };
+        (q, scale_k4(pre, g))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn bsum_factors(pre: &Pre4) -> __m256i {
+        pre.mins
+    }
+}
+
+impl KBlock for Q5K {
+    const BYTES: usize = 176;
+    const MINS: bool = true;
+    const D: usize = 0;
+    const DMIN: usize = 2;
+    /// Also the 32 `qh` bytes (bit `g` of byte `l`: bit 4 of sub-block `g`'s element `l`).
+    type Pre = (Pre4, __m256i);
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pre(w: *const u8) -> Self::Pre {
+        // SAFETY: as the trait requires; qh is bytes 16..48.
+        unsafe { (pre_k4(w), _mm256_loadu_si256(w.add(16).cast())) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn group(w: *const u8, pre: &Self::Pre, g: usize) -> (__m256i, __m256i) {
+        // SAFETY: the low bits are bytes 48..176 of the block.
+        let low = unsafe { nibbles_k4(w.add(48), g) };
+        let qh = pre.1;
+        // Bit g of each qh byte to bit 4 (16-bit shifts: the mask drops what crosses bytes).
+        let h = match g {
+            0 => _mm256_slli_epi16::<4>(qh),
+            1 => _mm256_slli_epi16::<3>(qh),
+            2 => _mm256_slli_epi16::<2>(qh),
+            3 => _mm256_slli_epi16::<1>(qh),
+            4 => qh,
+            5 => _mm256_srli_epi16::<1>(qh),
+            6 => _mm256_srli_epi16::<2>(qh),
+            _ => _mm256_srli_epi16::<3>(qh),
+        };
+        let q = _mm256_or_si256(low, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
+        (q, scale_k4(&pre.0, g))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn bsum_factors(pre: &Self::Pre) -> __m256i {
+        pre.0.mins
+    }
+}
+
+impl KBlock for Q6K {
+    const BYTES: usize = 210;
+    const MINS: bool = false;
+    const D: usize = 208;
+    const DMIN: usize = 208;
+    /// The 16 i8 scales (bytes 192..208).
+    type Pre = __m128i;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pre(w: *const u8) -> __m128i {
+        // SAFETY: as the trait requires.
+        unsafe { _mm_loadu_si128(w.add(192).cast()) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn group(w: *const u8, pre: &__m128i, g: usize) -> (__m256i, __m256i) {
+        // Group g = 4h + s: element 128h + 32s + l has its low 4 bits in nibble s / 2 of
+        // ql[64h + 32 (s % 2) + l] and its high 2 bits at bits 2s.. of qh[32h + l].
+        let (h, s) = (g / 4, g % 4);
+        // SAFETY: ql is bytes 0..128 and qh 128..192 of the block; h < 2, s < 4.
+        let (ql, qh) = unsafe {
+            (
+                _mm256_loadu_si256(w.add(64 * h + 32 * (s % 2)).cast()),
+                _mm256_loadu_si256(w.add(128 + 32 * h).cast()),
+            )
+        };
+        let ql = if s < 2 {
+            ql
+        } else {
+            _mm256_srli_epi16::<4>(ql)
+        };
+        let low = _mm256_and_si256(ql, _mm256_set1_epi8(0x0f));
+        // Bits 2s, 2s + 1 to bits 4, 5.
+        let qh = match s {
+            0 => _mm256_slli_epi16::<4>(qh),
+            1 => _mm256_slli_epi16::<2>(qh),
+            2 => qh,
+            _ => _mm256_srli_epi16::<2>(qh),
+        };
+        let q = _mm256_or_si256(low, _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
+        // Elements 0..16 of the group are sub-block 2g, 16..32 sub-block 2g + 1: scale bytes 2g
+        // (8 times) then 2g + 1 (8 times), sign-extended.
+        let (lo, hi) = ((2 * g) as i64, (2 * g + 1) as i64);
+        let pick = _mm_set_epi64x(hi * 0x0101_0101_0101_0101, lo * 0x0101_0101_0101_0101);
+        (q, _mm256_cvtepi8_epi16(_mm_shuffle_epi8(*pre, pick)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn bsum_factors(pre: &__m128i) -> __m256i {
+        _mm256_cvtepi8_epi16(*pre)
+    }
+}
+
+/// The sums of the 8 lanes of each of four vectors: `[Σp0, Σp1, Σp2, Σp3]` (exact, wrapping).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn isum4(p: [__m256i; 4]) -> __m128i {
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+}
+
+/// Four f16 values as f32 (F16C; exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16x4(s: [u16; 4]) -> __m128 {
+    let packed =
+        u64::from(s[0]) | u64::from(s[1]) << 16 | u64::from(s[2]) << 32 | u64::from(s[3]) << 48;
+    _mm_cvtph_ps(_mm_cvtsi64_si128(packed as i64))
+}
+
+/// The f16 at `p`.
+///
+/// # Safety
+/// `p`, `p + 1` are readable.
+#[inline]
+unsafe fn f16_bits(p: *const u8) -> u16 {
+    // SAFETY: as the caller vouches.
+    unsafe { u16::from_le_bytes([*p, *p.add(1)]) }
+}
+
+/// One super-block's integer sums for up to four rows (`iv`: the scaled group products, `bv`: the
+/// `bsums` products, one vector a row) as the float part wants them: `(isum, msum)` per lane
+/// (`msum` zero without mins).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn finish<B: KBlock>(iv: [__m256i; 4], bv: [__m256i; 4]) -> (__m128, __m128) {
+    let isum = isum4(iv);
+    let bsum = isum4(bv);
+    if B::MINS {
+        (_mm_cvtepi32_ps(isum), _mm_cvtepi32_ps(bsum))
+    } else {
+        let isum = _mm_sub_epi32(isum, _mm_slli_epi32::<5>(bsum));
+        (_mm_cvtepi32_ps(isum), _mm_setzero_ps())
+    }
+}
+
+/// The spec's float part for four lanes: `acc + ((dw·da)·isum − (dmin·da)·msum)`, or
+/// `acc + (dw·da)·isum` without mins.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn accumulate<B: KBlock>(
+    acc: __m128,
+    dw: __m128,
+    dmin: __m128,
+    da: __m128,
+    (isum, msum): (__m128, __m128),
+) -> __m128 {
+    let t = _mm_mul_ps(_mm_mul_ps(dw, da), isum);
+    if B::MINS {
+        _mm_add_ps(acc, _mm_sub_ps(t, _mm_mul_ps(_mm_mul_ps(dmin, da), msum)))
+    } else {
+        _mm_add_ps(acc, t)
+    }
+}
+
+/// The activation block's f32 scale in all four lanes.
+///
+/// # Safety
+/// `ab .. ab + 4` is readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn act_scale(ab: *const u8) -> __m128 {
+    // SAFETY: as the caller vouches; unaligned read.
+    _mm_set1_ps(unsafe { ab.cast::<f32>().read_unaligned() })
+}
+
+fn kquant_rows<B: KBlock, const R: usize>(n: usize, w: [&[u8]; R], a: &[u8]) -> [f32; R] {
+    for wr in w {
+        check_kquant(n, wr.len(), B::BYTES, a.len());
+    }
+    // SAFETY: reachable only through a table built after the AVX2/FMA/F16C check; sizes checked.
+    unsafe { kquant_rows_avx2::<B, R>(n / QK_K, w.map(|r| r.as_ptr()), a.as_ptr()) }
+}
+
+/// `R` (1..=4) rows against one activation row: each activation group is loaded once for all rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kquant_rows_avx2<B: KBlock, const R: usize>(
+    nb: usize,
+    w: [*const u8; R],
+    a: *const u8,
+) -> [f32; R] {
+    let mut acc = _mm_setzero_ps();
+    // SAFETY: each row holds `nb` weight blocks and `a` `nb` Q8_K blocks (checked by the caller);
+    // every pointer below is into a block with index b < nb.
+    unsafe {
+        for b in 0..nb {
+            let ab = a.add(b * Q8_K_BYTES);
+            let wb = w.map(|p| p.add(b * B::BYTES));
+            let pre = wb.map(|p| B::pre(p));
+            let mut iv = [_mm256_setzero_si256(); 4];
+            for g in 0..8 {
+                let av = _mm256_loadu_si256(ab.add(4 + 32 * g).cast());
+                for r in 0..R {
+                    let (q, s) = B::group(wb[r], &pre[r], g);
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), s);
+                    iv[r] = _mm256_add_epi32(iv[r], p);
+                }
+            }
+            let bs = _mm256_loadu_si256(ab.add(260).cast());
+            let mut bv = [_mm256_setzero_si256(); 4];
+            for r in 0..R {
+                bv[r] = _mm256_madd_epi16(B::bsum_factors(&pre[r]), bs);
+            }
+            let dw = f16x4(std::array::from_fn(|r| {
+                if r < R {
+                    f16_bits(wb[r].add(B::D))
+                } else {
+                    0
+                }
+            }));
+            let dmin = f16x4(std::array::from_fn(|r| {
+                if r < R {
+                    f16_bits(wb[r].add(B::DMIN))
+                } else {
+                    0
+                }
+            }));
+            acc = accumulate::<B>(acc, dw, dmin, act_scale(ab), finish::<B>(iv, bv));
+        }
+    }
+    let mut out = [0.0f32; 4];
+    // SAFETY: storing 4 floats into a 4-float array.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), acc) };
+    std::array::from_fn(|r| out[r])
+}
+
+fn kquant_tile<B: KBlock>(n: usize, w: [&[u8]; 4], a: [&[u8]; 4]) -> [[f32; 4]; 4] {
+    for (wr, ar) in w.iter().zip(&a) {
+        check_kquant(n, wr.len(), B::BYTES, ar.len());
+    }
+    // SAFETY: reachable only through a table built after the AVX2/FMA/F16C check; sizes checked.
+    unsafe { kquant_tile_avx2::<B>(n / QK_K, w.map(|r| r.as_ptr()), a.map(|r| r.as_ptr())) }
+}
+
+/// Four rows against four activation rows: each weight super-block is decoded once (to the
+/// stack) for the four tokens.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kquant_tile_avx2<B: KBlock>(
+    nb: usize,
+    w: [*const u8; 4],
+    a: [*const u8; 4],
+) -> [[f32; 4]; 4] {
+    let mut acc = [_mm_setzero_ps(); 4];
+    // SAFETY: each row holds `nb` weight blocks and each activation row `nb` Q8_K blocks
+    // (checked by the caller); every pointer below is into a block with index b < nb.
+    unsafe {
+        for b in 0..nb {
+            let wb = w.map(|p| p.add(b * B::BYTES));
+            let pre = wb.map(|p| B::pre(p));
+            let mut q = [[_mm256_setzero_si256(); 8]; 4];
+            let mut s = [[_mm256_setzero_si256(); 8]; 4];
+            for r in 0..4 {
+                for g in 0..8 {
+                    (q[r][g], s[r][g]) = B::group(wb[r], &pre[r], g);
+                }
+            }
+            let factors = pre.map(|p| B::bsum_factors(&p));
+            let dw = f16x4(wb.map(|p| f16_bits(p.add(B::D))));
+            let dmin = f16x4(wb.map(|p| f16_bits(p.add(B::DMIN))));
+            for (t, acc_t) in acc.iter_mut().enumerate() {
+                let ab = a[t].add(b * Q8_K_BYTES);
+                let mut iv = [_mm256_setzero_si256(); 4];
+                for g in 0..8 {
+                    let av = _mm256_loadu_si256(ab.add(4 + 32 * g).cast());
+                    for r in 0..4 {
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[r][g], av), s[r][g]);
+                        iv[r] = _mm256_add_epi32(iv[r], p);
+                    }
+                }
+                let bs = _mm256_loadu_si256(ab.add(260).cast());
+                let bv = factors.map(|f| _mm256_madd_epi16(f, bs));
+                *acc_t = accumulate::<B>(*acc_t, dw, dmin, act_scale(ab), finish::<B>(iv, bv));
+            }
+        }
+    }
+    acc.map(|v| {
+        let mut out = [0.0f32; 4];
+        // SAFETY: storing 4 floats into a 4-float array.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), v) };
+        out
+    })
+}
