@@ -53,7 +53,9 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use rayon::prelude::*;
 
 use crate::format::dequantize_row;
-use crate::kernels::{self, FloatKernels, Kernels, QuantKernels, Q8_0_BYTES, Q8_K_BYTES, QK, QK_K};
+use crate::kernels::{
+    self, FloatKernels, KQuantOps, Kernels, QuantKernels, Q8_0_BYTES, Q8_K_BYTES, QK, QK_K,
+};
 use crate::{GgmlType, QuantError, Result};
 
 /// A row-major matrix of `n_rows` × `n_cols` elements of type `ty`, viewed in place.
@@ -437,7 +439,7 @@ fn quant_kernels(k: &Kernels, ty: GgmlType) -> Option<QuantKernels> {
 }
 
 /// The kernels for a K-quant weight type (against Q8_K activations), if it has them.
-fn kquant_kernels(k: &Kernels, ty: GgmlType) -> Option<QuantKernels> {
+fn kquant_kernels(k: &Kernels, ty: GgmlType) -> Option<KQuantOps> {
     match ty {
         GgmlType::Q2K => Some(k.k_quants.q2_k),
         GgmlType::Q3K => Some(k.k_quants.q3_k),
@@ -528,8 +530,7 @@ fn rows_block(k: &Kernels, w: &Matrix, x: Input, r0: usize, out: &mut [f32]) {
             }
         }
     } else if let Some(kk) = kquant_kernels(k, w.ty) {
-        let arb = n / QK_K * Q8_K_BYTES;
-        quant_rows_block(kk, w, n_tok, |t| &x.q8k[t * arb..(t + 1) * arb], r0, out);
+        kquant_rows_block(kk, w, x.q8k, r0, out);
     } else if let Some(fk) = float_kernels(k, w.ty) {
         let xt = |t: usize| &x.x[t * n..(t + 1) * n];
         let mut r = 0;
@@ -565,43 +566,40 @@ fn rows_block(k: &Kernels, w: &Matrix, x: Input, r0: usize, out: &mut [f32]) {
     }
 }
 
-/// Rows `r0..` of `w` against `n_tok` quantized activation rows (`a(t)`: token `t`'s row) with the
-/// quantized kernels `qk`: `out` [rows, n_tok]. Four rows × four tokens at a time, then four rows
-/// × one token, then single rows.
-fn quant_rows_block<'a>(
-    qk: QuantKernels,
-    w: &Matrix,
-    n_tok: usize,
-    a: impl Fn(usize) -> &'a [u8],
-    r0: usize,
-    out: &mut [f32],
-) {
+/// Tokens per K-quant `gemm_4` call: each weight super-block is decoded once per this many tokens.
+const KQUANT_TOKENS: usize = 64;
+
+/// Rows `r0..` of the K-quant matrix `w` against the tokens of `q8k` (their Q8_K rows, back to
+/// back): `out` [rows, n_tok]. One token: four rows at a time (the decode kernel); more: four
+/// rows against up to [`KQUANT_TOKENS`] tokens per call. Leftover rows take one dot each.
+fn kquant_rows_block(kk: KQuantOps, w: &Matrix, q8k: &[u8], r0: usize, out: &mut [f32]) {
     let n = w.n_cols;
-    let n_rows = out.len() / n_tok;
+    let arb = n / QK_K * Q8_K_BYTES;
+    let n_tok = q8k.len() / arb.max(1);
+    let n_rows = out.len() / n_tok.max(1);
+    let a = |t: usize| &q8k[t * arb..(t + 1) * arb];
     let mut r = 0;
     while r + 4 <= n_rows {
         let wr: [&[u8]; 4] = std::array::from_fn(|i| w.row(r0 + r + i));
-        let o = &mut out[r * n_tok..(r + 4) * n_tok];
-        let mut t = 0;
-        while t + 4 <= n_tok {
-            let tile = (qk.tile_4x4)(n, wr, std::array::from_fn(|j| a(t + j)));
-            for (j, tj) in tile.iter().enumerate() {
-                for (i, v) in tj.iter().enumerate() {
-                    o[i * n_tok + t + j] = *v;
+        if n_tok == 1 {
+            out[r..r + 4].copy_from_slice(&(kk.kernels.dot_x4)(n, wr, a(0)));
+        } else {
+            let mut tile = [0.0f32; 4 * KQUANT_TOKENS]; // [tokens, 4]
+            for t0 in (0..n_tok).step_by(KQUANT_TOKENS) {
+                let m = KQUANT_TOKENS.min(n_tok - t0);
+                (kk.gemm_4)(n, wr, &q8k[t0 * arb..(t0 + m) * arb], &mut tile[..4 * m]);
+                for (t, v) in tile[..4 * m].chunks_exact(4).enumerate() {
+                    for (i, &vi) in v.iter().enumerate() {
+                        out[(r + i) * n_tok + t0 + t] = vi;
+                    }
                 }
-            }
-            t += 4;
-        }
-        for t in t..n_tok {
-            for (i, v) in (qk.dot_x4)(n, wr, a(t)).iter().enumerate() {
-                o[i * n_tok + t] = *v;
             }
         }
         r += 4;
     }
     for r in r..n_rows {
         for t in 0..n_tok {
-            out[r * n_tok + t] = (qk.dot)(n, w.row(r0 + r), a(t));
+            out[r * n_tok + t] = (kk.kernels.dot)(n, w.row(r0 + r), a(t));
         }
     }
 }

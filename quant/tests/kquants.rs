@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use smoe_quant::format::{dequantize_row, f32_to_f16_bits, quantize_row};
-use smoe_quant::kernels::{self, kquant_scalar as spec, Isa, Kernels, QuantKernels};
+use smoe_quant::kernels::{self, kquant_scalar as spec, Isa, KQuantOps, Kernels};
 use smoe_quant::matmul::{gemm, gemv, matmul, matmul_with, Activations, Matrix};
 use smoe_quant::GgmlType;
 
@@ -20,7 +20,7 @@ struct Ty {
     bytes: usize,
     f16_at: &'static [usize],
     spec: fn(usize, &[u8], &[u8]) -> f32,
-    pick: fn(&Kernels) -> QuantKernels,
+    pick: fn(&Kernels) -> KQuantOps,
 }
 
 const TYPES: [Ty; 5] = [
@@ -126,7 +126,7 @@ fn check(t: Ty, n: usize, w: &[Vec<u8>; 4], a: &[Vec<u8>; 4]) {
         )
     };
     for k in tables() {
-        let qk = (t.pick)(k);
+        let qk = (t.pick)(k).kernels;
         for tok in 0..4 {
             let got = (qk.dot)(n, wr[tok], ar[tok]);
             if !same(got, want[tok][tok]) {
@@ -144,6 +144,21 @@ fn check(t: Ty, n: usize, w: &[Vec<u8>; 4], a: &[Vec<u8>; 4]) {
             for r in 0..4 {
                 if !same(tile[tok][r], want[tok][r]) {
                     fail("tile_4x4", k.isa, tile[tok][r], want[tok][r]);
+                }
+            }
+        }
+        // gemm_4 on every token count up to 13 (each chunk size and remainder): the tokens are
+        // the four rows of `a` cycled.
+        let gemm = (t.pick)(k).gemm_4;
+        for n_tok in 1..=13 {
+            let act: Vec<u8> = (0..n_tok).flat_map(|j| a[j % 4].iter().copied()).collect();
+            let mut out = vec![f32::NAN; 4 * n_tok];
+            gemm(n, wr, &act, &mut out);
+            for j in 0..n_tok {
+                for r in 0..4 {
+                    if !same(out[4 * j + r], want[j % 4][r]) {
+                        fail("gemm_4", k.isa, out[4 * j + r], want[j % 4][r]);
+                    }
                 }
             }
         }

@@ -15,16 +15,19 @@
 
 use std::arch::x86_64::*;
 
-use super::kquant_scalar::{check_kquant, quantize_row_q8_k};
-use super::{KQuantKernels, QuantKernels, Q8_K_BYTES, QK_K};
+use super::kquant_scalar::{check_gemm_4, check_kquant, quantize_row_q8_k};
+use super::{KQuantKernels, KQuantOps, QuantKernels, Q8_K_BYTES, QK_K};
 
 /// The multi-row kernels of one block type.
 macro_rules! kquant {
     ($b:ty) => {
-        QuantKernels {
-            dot: |n, w, a| kquant_rows::<$b, 1>(n, [w], a)[0],
-            dot_x4: kquant_rows::<$b, 4>,
-            tile_4x4: kquant_tile::<$b>,
+        KQuantOps {
+            kernels: QuantKernels {
+                dot: |n, w, a| kquant_rows::<$b, 1>(n, [w], a)[0],
+                dot_x4: kquant_rows::<$b, 4>,
+                tile_4x4: kquant_tile::<$b>,
+            },
+            gemm_4: kquant_gemm::<$b>,
         }
     };
 }
@@ -105,6 +108,29 @@ trait KBlock {
     /// # Safety
     /// The CPU has AVX2.
     unsafe fn bsum_factors(pre: &Self::Pre) -> __m256i;
+    /// The tile kernel's copy of a row's 8 group scale vectors, written once per super-block
+    /// and read by [`KBlock::tile_scale`] once per group and row pair.
+    /// # Safety
+    /// As for [`KBlock::group`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_scales(w: *const u8, pre: &Self::Pre, out: &mut [__m256i; 8]) {
+        // SAFETY: as the caller vouches (the quants the optimizer drops as unused).
+        unsafe {
+            unroll8!(g => {
+                out[g] = Self::group(w, pre, g).1;
+            });
+        }
+    }
+    /// Group `g`'s scale vector from what [`KBlock::tile_scales`] wrote at `src`.
+    /// # Safety
+    /// `src` is what `tile_scales` wrote; the CPU has AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_scale(src: *const __m256i, g: usize) -> __m256i {
+        // SAFETY: g < 8 and `src` holds 8 vectors.
+        unsafe { _mm256_load_si256(src.add(g)) }
+    }
 }
 
 struct Q4K;
@@ -165,6 +191,26 @@ fn scale_k4(pre: &Pre4, g: usize) -> __m256i {
     _mm256_shuffle_epi8(pre.scales, _mm256_set1_epi16(lo | (lo + 1) << 8))
 }
 
+/// The 8 scales of Q4_K / Q5_K each twice, as 8 `u32`: `[sc_g, sc_g]` as `i16` pairs (what a
+/// 32-bit broadcast turns into a scale vector with no shuffle).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_scale_pairs(pre: &Pre4) -> __m256i {
+    let x = _mm256_castsi256_si128(pre.scales);
+    _mm256_set_m128i(_mm_unpackhi_epi16(x, x), _mm_unpacklo_epi16(x, x))
+}
+
+/// Group `g`'s scale vector from [`k4_scale_pairs`] stored at `src`: a broadcast from memory.
+///
+/// # Safety
+/// `src` holds the pairs; g < 8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_scale_at(src: *const __m256i, g: usize) -> __m256i {
+    // SAFETY: the 8 u32 lie in the vector at `src`.
+    _mm256_set1_epi32(unsafe { src.cast::<i32>().add(g).read() })
+}
+
 /// Nibble `g % 2` of the 32 bytes at `qs + 32 (g / 2)`: sub-block `g`'s low 4 bits.
 ///
 /// # Safety
@@ -209,6 +255,19 @@ impl KBlock for Q4K {
     unsafe fn bsum_factors(pre: &Pre4) -> __m256i {
         pre.mins
     }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_scales(_: *const u8, pre: &Pre4, out: &mut [__m256i; 8]) {
+        out[0] = k4_scale_pairs(pre);
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_scale(src: *const __m256i, g: usize) -> __m256i {
+        // SAFETY: as the trait requires.
+        unsafe { k4_scale_at(src, g) }
+    }
 }
 
 impl KBlock for Q5K {
@@ -251,6 +310,19 @@ impl KBlock for Q5K {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn bsum_factors(pre: &Self::Pre) -> __m256i {
         pre.0.mins
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_scales(_: *const u8, pre: &Self::Pre, out: &mut [__m256i; 8]) {
+        out[0] = k4_scale_pairs(&pre.0);
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_scale(src: *const __m256i, g: usize) -> __m256i {
+        // SAFETY: as the trait requires.
+        unsafe { k4_scale_at(src, g) }
     }
 }
 
@@ -478,8 +550,9 @@ fn kquant_tile<B: KBlock>(n: usize, w: [&[u8]; 4], a: [&[u8]; 4]) -> [[f32; 4]; 
     unsafe { kquant_tile_avx2::<B>(n / QK_K, w.map(|r| r.as_ptr()), a.map(|r| r.as_ptr())) }
 }
 
-/// Four rows against four activation rows: each weight super-block is decoded once (to the
-/// stack) for the four tokens.
+/// Four rows against four activation rows. Each weight super-block is decoded once (quants and
+/// scales to the stack) for the four tokens; the products run four rows × two tokens at a time,
+/// so that the eight `i32` accumulators and the two activation groups stay in registers.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn kquant_tile_avx2<B: KBlock>(
     nb: usize,
@@ -487,19 +560,40 @@ unsafe fn kquant_tile_avx2<B: KBlock>(
     a: [*const u8; 4],
 ) -> [[f32; 4]; 4] {
     let mut acc = [_mm_setzero_ps(); 4];
+    let mut q = [[_mm256_setzero_si256(); 8]; 4];
+    let mut sc = [[_mm256_setzero_si256(); 8]; 4];
     // SAFETY: each row holds `nb` weight blocks and each activation row `nb` Q8_K blocks
     // (checked by the caller); every pointer below is into a block with index b < nb.
     unsafe {
         for b in 0..nb {
             let wb = w.map(|p| p.add(b * B::BYTES));
+            let ab = a.map(|p| p.add(b * Q8_K_BYTES));
             prefetch_next_group::<B, 4>(wb, 4 * nb * B::BYTES);
             let pre = [B::pre(wb[0]), B::pre(wb[1]), B::pre(wb[2]), B::pre(wb[3])];
-            let mut q = [[_mm256_setzero_si256(); 8]; 4];
-            let mut s = [[_mm256_setzero_si256(); 8]; 4];
             for r in 0..4 {
                 unroll8!(g => {
-                    (q[r][g], s[r][g]) = B::group(wb[r], &pre[r], g);
+                    q[r][g] = B::group(wb[r], &pre[r], g).0;
                 });
+                B::tile_scales(wb[r], &pre[r], &mut sc[r]);
+            }
+            // iv[t][r]: token t, row r; two tokens at a time.
+            let mut iv = [[_mm256_setzero_si256(); 4]; 4];
+            for pair in 0..2 {
+                let (t0, t1) = (2 * pair, 2 * pair + 1);
+                let mut pv = [[_mm256_setzero_si256(); 4]; 2];
+                unroll8!(g => {
+                    let a0 = _mm256_loadu_si256(ab[t0].add(4 + 32 * g).cast());
+                    let a1 = _mm256_loadu_si256(ab[t1].add(4 + 32 * g).cast());
+                    for r in 0..4 {
+                        let (qv, sv) = (q[r][g], B::tile_scale(sc[r].as_ptr(), g));
+                        let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(qv, a0), sv);
+                        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(qv, a1), sv);
+                        pv[0][r] = _mm256_add_epi32(pv[0][r], p0);
+                        pv[1][r] = _mm256_add_epi32(pv[1][r], p1);
+                    }
+                });
+                iv[t0] = pv[0];
+                iv[t1] = pv[1];
             }
             let factors = [
                 B::bsum_factors(&pre[0]),
@@ -509,22 +603,14 @@ unsafe fn kquant_tile_avx2<B: KBlock>(
             ];
             let dw = f16x4(wb.map(|p| f16_bits(p.add(B::D))));
             let dmin = f16x4(wb.map(|p| f16_bits(p.add(B::DMIN))));
-            for (t, acc_t) in acc.iter_mut().enumerate() {
-                let ab = a[t].add(b * Q8_K_BYTES);
-                let mut iv = [_mm256_setzero_si256(); 4];
-                for g in 0..8 {
-                    let av = _mm256_loadu_si256(ab.add(4 + 32 * g).cast());
-                    for r in 0..4 {
-                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[r][g], av), s[r][g]);
-                        iv[r] = _mm256_add_epi32(iv[r], p);
-                    }
-                }
-                let bs = _mm256_loadu_si256(ab.add(260).cast());
+            for t in 0..4 {
+                let bs = _mm256_loadu_si256(ab[t].add(260).cast());
                 let mut bv = [bs; 4];
                 for r in 0..4 {
                     bv[r] = _mm256_madd_epi16(factors[r], bs);
                 }
-                *acc_t = accumulate::<B>(*acc_t, dw, dmin, act_scale(ab), finish::<B>(iv, bv));
+                acc[t] =
+                    accumulate::<B>(acc[t], dw, dmin, act_scale(ab[t]), finish::<B>(iv[t], bv));
             }
         }
     }
@@ -534,4 +620,132 @@ unsafe fn kquant_tile_avx2<B: KBlock>(
         unsafe { _mm_storeu_ps(out.as_mut_ptr(), v) };
         out
     })
+}
+
+fn kquant_gemm<B: KBlock>(n: usize, w: [&[u8]; 4], a: &[u8], out: &mut [f32]) {
+    let arb = check_gemm_4(n, a.len(), out.len());
+    for wr in w {
+        check_kquant(n, wr.len(), B::BYTES, arb);
+    }
+    // SAFETY: reachable only through a table built after the AVX2/FMA/F16C check; sizes checked.
+    unsafe { kquant_gemm_avx2::<B>(n / QK_K, w.map(|r| r.as_ptr()), a.as_ptr(), arb, out) }
+}
+
+/// One super-block of four rows, decoded for the token chunks of [`kquant_gemm_avx2`].
+struct Decoded4 {
+    q: [[__m256i; 8]; 4],
+    sc: [[__m256i; 8]; 4],
+    factors: [__m256i; 4],
+    dw: __m128,
+    dmin: __m128,
+}
+
+/// Four rows against `out.len() / 4` tokens (`a`: their Q8_K rows, `arb` bytes apart), `out`
+/// [n_tok][4]. Super-block by super-block: the four rows are decoded once (quants and scales to
+/// the stack), then the tokens run in chunks of 8 (4, 2, 1 at the end), one row at a time, so
+/// that a row's group and scale stay in registers for the chunk's tokens and each `maddubs`
+/// costs one activation load. The outputs accumulate in `out` in super-block order, as the spec.
+// Index loops over the small fixed arrays: after unrolling every index is a constant.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kquant_gemm_avx2<B: KBlock>(
+    nb: usize,
+    w: [*const u8; 4],
+    a: *const u8,
+    arb: usize,
+    out: &mut [f32],
+) {
+    let n_tok = out.len() / 4;
+    out.fill(0.0);
+    let mut d = Decoded4 {
+        q: [[_mm256_setzero_si256(); 8]; 4],
+        sc: [[_mm256_setzero_si256(); 8]; 4],
+        factors: [_mm256_setzero_si256(); 4],
+        dw: _mm_setzero_ps(),
+        dmin: _mm_setzero_ps(),
+    };
+    // SAFETY: each row holds `nb` weight blocks and `a` holds `n_tok` rows of `nb` Q8_K blocks
+    // (checked by the caller); every pointer below is into a block with index b < nb, of a token
+    // t < n_tok; `out` holds 4 floats per token.
+    unsafe {
+        for b in 0..nb {
+            let wb = w.map(|p| p.add(b * B::BYTES));
+            prefetch_next_group::<B, 4>(wb, 4 * nb * B::BYTES);
+            for r in 0..4 {
+                let pre = B::pre(wb[r]);
+                unroll8!(g => {
+                    d.q[r][g] = B::group(wb[r], &pre, g).0;
+                });
+                B::tile_scales(wb[r], &pre, &mut d.sc[r]);
+                d.factors[r] = B::bsum_factors(&pre);
+            }
+            d.dw = f16x4(wb.map(|p| f16_bits(p.add(B::D))));
+            d.dmin = f16x4(wb.map(|p| f16_bits(p.add(B::DMIN))));
+            let ab = a.add(b * Q8_K_BYTES);
+            let o = out.as_mut_ptr();
+            let mut t = 0;
+            while t + 8 <= n_tok {
+                gemm_chunk::<B, 8>(&d, ab.add(t * arb), arb, o.add(4 * t));
+                t += 8;
+            }
+            if t + 4 <= n_tok {
+                gemm_chunk::<B, 4>(&d, ab.add(t * arb), arb, o.add(4 * t));
+                t += 4;
+            }
+            if t + 2 <= n_tok {
+                gemm_chunk::<B, 2>(&d, ab.add(t * arb), arb, o.add(4 * t));
+                t += 2;
+            }
+            if t < n_tok {
+                gemm_chunk::<B, 1>(&d, ab.add(t * arb), arb, o.add(4 * t));
+            }
+        }
+    }
+}
+
+/// `T` tokens (their block at `ab`, `ab + arb`, …) of one super-block: `o[4 j + r] += …`.
+///
+/// # Safety
+/// `ab + j·arb` (j < T) are whole Q8_K blocks; `o` holds `4 T` floats; the CPU has AVX2.
+// Index loops over the small fixed arrays: after unrolling every index is a constant.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn gemm_chunk<B: KBlock, const T: usize>(
+    d: &Decoded4,
+    ab: *const u8,
+    arb: usize,
+    o: *mut f32,
+) {
+    // SAFETY: as the caller vouches.
+    unsafe {
+        // One row at a time: its group and scale stay in registers for the T tokens.
+        let row = |r: usize| {
+            let mut acc = [_mm256_setzero_si256(); T];
+            unroll8!(g => {
+                let (qv, sv) = (d.q[r][g], B::tile_scale(d.sc[r].as_ptr(), g));
+                for j in 0..T {
+                    let av = ab.add(j * arb + 4 + 32 * g).cast::<__m256i>().read_volatile();
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(qv, av), sv);
+                    acc[j] = _mm256_add_epi32(acc[j], p);
+                }
+            });
+            acc
+        };
+        // Built whole (a zeroed array filled row by row became a `memset` call per chunk).
+        let rows = [row(0), row(1), row(2), row(3)];
+        for j in 0..T {
+            let iv = [rows[0][j], rows[1][j], rows[2][j], rows[3][j]];
+            let at = ab.add(j * arb);
+            let bs = _mm256_loadu_si256(at.add(260).cast());
+            let mut bv = [bs; 4];
+            for r in 0..4 {
+                bv[r] = _mm256_madd_epi16(d.factors[r], bs);
+            }
+            let oj = o.add(4 * j);
+            let sums = finish::<B>(iv, bv);
+            let v = accumulate::<B>(_mm_loadu_ps(oj), d.dw, d.dmin, act_scale(at), sums);
+            _mm_storeu_ps(oj, v);
+        }
+    }
 }

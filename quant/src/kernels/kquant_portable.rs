@@ -8,17 +8,27 @@
 
 use wide::{i16x16, i32x8, i8x16, u8x16};
 
-use super::kquant_scalar::{check_kquant, quantize_row_q8_k, superblock, superblock_with_mins};
-use super::{KQuantKernels, QuantKernels, Q8_K_BYTES};
+use super::kquant_scalar::{
+    check_gemm_4, check_kquant, quantize_row_q8_k, superblock, superblock_with_mins,
+};
+use super::{KQuantKernels, KQuantOps, QuantKernels, Q8_K_BYTES};
 use crate::format::f16_bits_to_f32;
 
 /// The multi-row kernels of one block type.
 macro_rules! kquant {
     ($b:ty) => {
-        QuantKernels {
-            dot: |n, w, a| kquant_x::<$b, 1>(n, [w], a)[0],
-            dot_x4: kquant_x::<$b, 4>,
-            tile_4x4: |n, w, a| a.map(|a| kquant_x::<$b, 4>(n, w, a)),
+        KQuantOps {
+            kernels: QuantKernels {
+                dot: |n, w, a| kquant_x::<$b, 1>(n, [w], a)[0],
+                dot_x4: kquant_x::<$b, 4>,
+                tile_4x4: |n, w, a| a.map(|a| kquant_x::<$b, 4>(n, w, a)),
+            },
+            gemm_4: |n, w, a, out| {
+                let arb = check_gemm_4(n, a.len(), out.len());
+                for (o, at) in out.chunks_exact_mut(4).zip(a.chunks_exact(arb.max(1))) {
+                    o.copy_from_slice(&kquant_x::<$b, 4>(n, w, at));
+                }
+            },
         }
     };
 }

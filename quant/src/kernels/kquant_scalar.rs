@@ -9,7 +9,7 @@
 //! The weight blocks are read through the block structs of [`crate::format`], so the sub-block
 //! layouts here are the formats' own.
 
-use super::{KQuantKernels, QuantKernels, Q8_K_BYTES, QK_K};
+use super::{KQuantKernels, KQuantOps, QuantKernels, Q8_K_BYTES, QK_K};
 use crate::format::q4_k::get_scale_min;
 use crate::format::{f16_to_f32, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use crate::format::{Block, QuantizeBlock};
@@ -17,10 +17,20 @@ use crate::format::{Block, QuantizeBlock};
 /// The multi-row kernels of one type as one scalar dot per output.
 macro_rules! rowwise {
     ($dot:path) => {
-        QuantKernels {
-            dot: $dot,
-            dot_x4: |n, w, a| w.map(|w| $dot(n, w, a)),
-            tile_4x4: |n, w, a| a.map(|a| w.map(|w| $dot(n, w, a))),
+        KQuantOps {
+            kernels: QuantKernels {
+                dot: $dot,
+                dot_x4: |n, w, a| w.map(|w| $dot(n, w, a)),
+                tile_4x4: |n, w, a| a.map(|a| w.map(|w| $dot(n, w, a))),
+            },
+            gemm_4: |n, w, a, out| {
+                let arb = check_gemm_4(n, a.len(), out.len());
+                for (o, at) in out.chunks_exact_mut(4).zip(a.chunks_exact(arb.max(1))) {
+                    for (o, w) in o.iter_mut().zip(w) {
+                        *o = $dot(n, w, at);
+                    }
+                }
+            },
         }
     };
 }
@@ -62,6 +72,20 @@ pub(super) fn check_kquant(n: usize, w_len: usize, w_block: usize, a_len: usize)
         n / QK_K * Q8_K_BYTES,
         "K-quant dot: activation row size"
     );
+}
+
+/// Panics unless `a_len` bytes hold the `out_len / 4` activation rows of `n` elements that a
+/// `gemm_4` call writes `out_len` outputs for (a caller bug); returns the bytes of one row.
+pub(super) fn check_gemm_4(n: usize, a_len: usize, out_len: usize) -> usize {
+    assert_eq!(n % QK_K, 0, "K-quant gemm: {n} is not whole super-blocks");
+    assert_eq!(out_len % 4, 0, "K-quant gemm: output is not [n_tok][4]");
+    let arb = n / QK_K * Q8_K_BYTES;
+    assert_eq!(
+        a_len,
+        out_len / 4 * arb,
+        "K-quant gemm: activation rows size"
+    );
+    arb
 }
 
 /// The float part of the spec for one super-block with mins.

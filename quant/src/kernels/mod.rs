@@ -134,16 +134,29 @@ pub struct FloatKernels {
     pub dot_x4: FloatDotX4,
 }
 
+/// Four K-quant weight rows against `out.len() / 4` Q8_K activation rows stored back to back in
+/// `a`: `out` [n_tok][4] (`out[4 t + r]`), each output the spec's dot of row `r` and token `t`.
+pub type KQuantGemm4 = fn(n: usize, w: [&[u8]; 4], a: &[u8], out: &mut [f32]);
+
+/// The kernels for one K-quant weight type against Q8_K activations.
+#[derive(Clone, Copy, Debug)]
+pub struct KQuantOps {
+    /// One token (decode) as for the other quantized types.
+    pub kernels: QuantKernels,
+    /// Prompt / batch: each weight super-block is decoded once for every token.
+    pub gemm_4: KQuantGemm4,
+}
+
 /// The K-quant kernels of one instruction set: weights against Q8_K activation rows.
 #[derive(Clone, Copy, Debug)]
 pub struct KQuantKernels {
     /// `x` [n] (n a multiple of 256) → `out` [n / 256 × 292 bytes] of Q8_K blocks.
     pub quantize_row_q8_k: fn(x: &[f32], out: &mut [u8]),
-    pub q2_k: QuantKernels,
-    pub q3_k: QuantKernels,
-    pub q4_k: QuantKernels,
-    pub q5_k: QuantKernels,
-    pub q6_k: QuantKernels,
+    pub q2_k: KQuantOps,
+    pub q3_k: KQuantOps,
+    pub q4_k: KQuantOps,
+    pub q5_k: KQuantOps,
+    pub q6_k: KQuantOps,
 }
 
 /// One instruction set's kernel table.
