@@ -1,5 +1,5 @@
-//! Kernels at Mixtral 8x7B shapes: gemv (decode) and 64-token gemm (prompt) for Q4_0 / Q8_0
-//! weights, per instruction set and thread count, plus the memory read roofline.
+//! Kernels at Mixtral 8x7B shapes: gemv (decode) and 64-token gemm (prompt) for Q4_0 / Q8_0 and
+//! Q4_K / Q6_K weights, per instruction set and thread count, plus the memory read roofline.
 //!
 //! `cargo bench -p smoe-quant --bench kernels -- --measurement-time 3 --warm-up-time 1`
 //! gemv throughput is in bytes of weights read per second; gemm in multiply-adds ×2 (FLOP) per
@@ -30,10 +30,24 @@ fn weights(ty: GgmlType, n_rows: usize, n_cols: usize) -> Vec<u8> {
         })
         .collect();
     for b in v.chunks_exact_mut(bs) {
-        b[..2].copy_from_slice(&0x2000u16.to_le_bytes());
+        for &at in scale_offsets(ty) {
+            b[at..at + 2].copy_from_slice(&0x2000u16.to_le_bytes());
+        }
     }
     v
 }
+
+/// Where a block keeps its f16 scales.
+fn scale_offsets(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
+        GgmlType::Q6K => &[208],
+        _ => &[0],
+    }
+}
+
+/// The quantized weight types benched.
+const TYPES: [GgmlType; 4] = [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q6K];
 
 fn acts(n_tok: usize, n_cols: usize) -> Activations {
     let x: Vec<f32> = (0..n_tok * n_cols)
@@ -68,7 +82,7 @@ fn gemv(c: &mut Criterion) {
     let best = kernels::kernels();
     let mut g = c.benchmark_group("gemv");
     g.sample_size(10);
-    for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
+    for ty in TYPES {
         for (n_rows, n_cols, name) in SHAPES {
             let wb = weights(ty, n_rows, n_cols);
             let Ok(w) = Matrix::new(ty, &wb, n_rows, n_cols) else {
@@ -106,7 +120,7 @@ fn gemm(c: &mut Criterion) {
     let n_tok = 64;
     let mut g = c.benchmark_group("gemm64");
     g.sample_size(10);
-    for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
+    for ty in TYPES {
         for (n_rows, n_cols, name) in SHAPES {
             let wb = weights(ty, n_rows, n_cols);
             let Ok(w) = Matrix::new(ty, &wb, n_rows, n_cols) else {

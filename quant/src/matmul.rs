@@ -12,6 +12,12 @@
 //! and every chosen expert; [`Activations::gather_into`] picks the tokens routed to one expert
 //! without quantizing again.
 //!
+//! K-quant weights (Q2_K … Q6_K) multiply activations quantized to Q8_K (256-element blocks with
+//! their 16-element sums). Those rows are made lazily, at the first K-quant matmul that reads the
+//! activations, and then kept until the next [`Activations::set_rows`]; a gather carries them, and
+//! once a gathered set has been multiplied by a K-quant matrix, later gathers into it make the
+//! source's Q8_K rows first (once) and copy them, so a token is still quantized once per input.
+//!
 //! ```
 //! use smoe_quant::matmul::{matmul, Activations, Matrix};
 //! use smoe_quant::{format::quantize_row, GgmlType};
@@ -38,13 +44,18 @@
 //! ```
 //!
 //! [`gemv`] and [`gemm`] keep the f32-input entry points: they quantize internally (allocating)
-//! for Q4_0 / Q8_0 weights. Float weights (F32, F16, BF16) use f32 activations directly; other
-//! block types (K-quants, …) still take the scalar dequantize-and-dot path.
+//! for Q4_0 / Q8_0 and K-quant weights. Float weights (F32, F16, BF16) use f32 activations
+//! directly; other block types (Q4_1, Q5_0, …) still take the scalar dequantize-and-dot path.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use rayon::prelude::*;
 
 use crate::format::dequantize_row;
-use crate::kernels::{self, FloatKernels, Kernels, QuantKernels, Q8_0_BYTES, QK};
+use crate::kernels::{
+    self, FloatKernels, KQuantOps, Kernels, QuantKernels, Q8_0_BYTES, Q8_K_BYTES, QK, QK_K,
+};
 use crate::{GgmlType, QuantError, Result};
 
 /// A row-major matrix of `n_rows` × `n_cols` elements of type `ty`, viewed in place.
@@ -135,10 +146,10 @@ fn dot_row_ref(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
-/// `n_tok` activation rows of `n_cols`: in f32, and quantized to Q8_0 when `n_cols` is a multiple
-/// of 32. Buffers are reused across [`Activations::set_rows`] calls (no allocation once they are
-/// large enough).
-#[derive(Clone, Debug, Default)]
+/// `n_tok` activation rows of `n_cols`: in f32, quantized to Q8_0 when `n_cols` is a multiple
+/// of 32, and to Q8_K (lazily, for K-quant weights) when it is a multiple of 256. Buffers are
+/// reused across [`Activations::set_rows`] calls (no allocation once they are large enough).
+#[derive(Debug, Default)]
 pub struct Activations {
     n_tok: usize,
     n_cols: usize,
@@ -146,6 +157,26 @@ pub struct Activations {
     x: Vec<f32>,
     /// [n_tok, n_cols / 32 × 34 bytes]; empty when `n_cols % 32 != 0`.
     q8: Vec<u8>,
+    /// [n_tok, n_cols / 256 × 292 bytes], made at first use by a K-quant matrix.
+    q8k: OnceLock<Vec<u8>>,
+    /// The previous rows' Q8_K buffer, kept for reuse.
+    q8k_spare: Mutex<Vec<u8>>,
+    /// Set once a K-quant matrix has read these activations: gathers into them then carry Q8_K.
+    wants_q8k: AtomicBool,
+}
+
+impl Clone for Activations {
+    fn clone(&self) -> Self {
+        Activations {
+            n_tok: self.n_tok,
+            n_cols: self.n_cols,
+            x: self.x.clone(),
+            q8: self.q8.clone(),
+            q8k: self.q8k.clone(),
+            q8k_spare: Mutex::default(),
+            wants_q8k: AtomicBool::new(self.wants_q8k.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl Activations {
@@ -176,6 +207,7 @@ impl Activations {
         }
         self.n_tok = x.len() / n_cols;
         self.n_cols = n_cols;
+        self.drop_q8k();
         self.x.clear();
         self.x.extend_from_slice(x);
         self.q8.clear();
@@ -207,13 +239,89 @@ impl Activations {
         }
         out.n_tok = rows.len();
         out.n_cols = self.n_cols;
+        out.drop_q8k();
         out.x.clear();
         out.q8.clear();
         for &t in rows {
             out.x.extend_from_slice(self.row(t));
             out.q8.extend_from_slice(self.q8_row(t).unwrap_or(&[]));
         }
+        // Q8_K: copied when the source has it, or made in the source (once for all its gathers)
+        // when `out` has fed K-quant matrices before.
+        let src = match self.q8k.get() {
+            Some(q) => Some(q.as_slice()),
+            None if out.wants_q8k.load(Ordering::Relaxed) => {
+                Some(self.q8k_rows(kernels::kernels()))
+            }
+            None => None,
+        };
+        if let Some(src) = src.filter(|q| !q.is_empty()) {
+            let rb = self.q8k_row_bytes();
+            let spare = out
+                .q8k_spare
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut buf = std::mem::take(spare);
+            for &t in rows {
+                buf.extend_from_slice(&src[t * rb..(t + 1) * rb]);
+            }
+            // `out.q8k` was emptied above, so this cannot fail.
+            let _ = out.q8k.set(buf);
+        }
         Ok(())
+    }
+
+    /// Forgets the Q8_K rows (keeping their buffer for reuse).
+    fn drop_q8k(&mut self) {
+        if let Some(mut old) = self.q8k.take() {
+            old.clear();
+            *self
+                .q8k_spare
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner) = old;
+        }
+    }
+
+    /// The rows as Q8_K, made now (with `k`'s quantizer) if not yet; empty when `n_cols` is not a
+    /// multiple of 256.
+    fn q8k_rows(&self, k: &Kernels) -> &[u8] {
+        self.q8k.get_or_init(|| {
+            let mut buf = {
+                let mut spare = self
+                    .q8k_spare
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                std::mem::take(&mut *spare)
+            };
+            buf.clear();
+            if self.n_cols % QK_K == 0 {
+                let (rb, n) = (self.q8k_row_bytes(), self.n_cols);
+                buf.resize(self.n_tok * rb, 0);
+                let quantize = k.k_quants.quantize_row_q8_k;
+                if self.n_tok >= 4 {
+                    buf.par_chunks_mut(rb)
+                        .zip(self.x.par_chunks(n))
+                        .for_each(|(q, xr)| quantize(xr, q));
+                } else {
+                    for (q, xr) in buf.chunks_mut(rb).zip(self.x.chunks(n)) {
+                        quantize(xr, q);
+                    }
+                }
+            }
+            buf
+        })
+    }
+
+    /// Row `t` as Q8_K blocks (made now if not yet), or `None` when `n_cols` is not a multiple of
+    /// 256. Panics if `t >= n_tok`.
+    pub fn q8k_row(&self, t: usize) -> Option<&[u8]> {
+        let rb = self.q8k_row_bytes();
+        let q = self.q8k_rows(kernels::kernels());
+        (!q.is_empty()).then(|| &q[t * rb..(t + 1) * rb])
+    }
+
+    fn q8k_row_bytes(&self) -> usize {
+        self.n_cols / QK_K * Q8_K_BYTES
     }
 
     /// Number of rows (tokens).
@@ -246,16 +354,29 @@ impl Activations {
             n_tok: self.n_tok,
             x: &self.x,
             q8: &self.q8,
+            q8k: &[],
         }
+    }
+
+    /// The view a matrix of type `ty` reads: with the Q8_K rows (made now if need be) for K-quants.
+    fn input_for(&self, k: &Kernels, ty: GgmlType) -> Input<'_> {
+        let mut input = self.input();
+        if kquant_kernels(k, ty).is_some() {
+            self.wants_q8k.store(true, Ordering::Relaxed);
+            input.q8k = self.q8k_rows(k);
+        }
+        input
     }
 }
 
-/// A borrowed view of activations: `x` [n_tok, n_cols], `q8` [n_tok, Q8_0 row] or empty.
+/// A borrowed view of activations: `x` [n_tok, n_cols], `q8` [n_tok, Q8_0 row] or empty,
+/// `q8k` [n_tok, Q8_K row] or empty.
 #[derive(Clone, Copy)]
 struct Input<'a> {
     n_tok: usize,
     x: &'a [f32],
     q8: &'a [u8],
+    q8k: &'a [u8],
 }
 
 /// `y[t, r] = Σ_c W[r, c] · x[t, c]`: `x` [n_tok, n_cols] activations, `y` [n_tok, n_rows].
@@ -276,7 +397,7 @@ pub fn matmul_with(k: &Kernels, w: &Matrix, x: &Activations, y: &mut [f32]) -> R
             ),
         });
     }
-    run(k, w, x.input(), y)
+    run(k, w, x.input_for(k, w.ty), y)
 }
 
 /// `y[r] = Σ_c W[r, c] · x[c]`: one token through a matrix. `x` [n_cols], `y` [n_rows].
@@ -290,11 +411,22 @@ pub fn gemv(w: &Matrix, x: &[f32], y: &mut [f32]) -> Result<()> {
 pub fn gemm(w: &Matrix, x: &[f32], n_tok: usize, y: &mut [f32]) -> Result<()> {
     check_dims(w, x.len(), y.len(), n_tok)?;
     let k = kernels::kernels();
-    if quant_kernels(k, w.ty).is_some() {
+    if quant_kernels(k, w.ty).is_some() || kquant_kernels(k, w.ty).is_some() {
         let a = Activations::from_rows(x, w.n_cols)?;
-        return run(k, w, a.input(), y);
+        return run(k, w, a.input_for(k, w.ty), y);
     }
-    run(k, w, Input { n_tok, x, q8: &[] }, y)
+    let q = &[];
+    run(
+        k,
+        w,
+        Input {
+            n_tok,
+            x,
+            q8: q,
+            q8k: q,
+        },
+        y,
+    )
 }
 
 /// The kernels for a quantized weight type, if it has them.
@@ -302,6 +434,18 @@ fn quant_kernels(k: &Kernels, ty: GgmlType) -> Option<QuantKernels> {
     match ty {
         GgmlType::Q4_0 => Some(k.q4_0),
         GgmlType::Q8_0 => Some(k.q8_0),
+        _ => None,
+    }
+}
+
+/// The kernels for a K-quant weight type (against Q8_K activations), if it has them.
+fn kquant_kernels(k: &Kernels, ty: GgmlType) -> Option<KQuantOps> {
+    match ty {
+        GgmlType::Q2K => Some(k.k_quants.q2_k),
+        GgmlType::Q3K => Some(k.k_quants.q3_k),
+        GgmlType::Q4K => Some(k.k_quants.q4_k),
+        GgmlType::Q5K => Some(k.k_quants.q5_k),
+        GgmlType::Q6K => Some(k.k_quants.q6_k),
         _ => None,
     }
 }
@@ -361,6 +505,8 @@ fn rows_block(k: &Kernels, w: &Matrix, x: Input, r0: usize, out: &mut [f32]) {
         // The whole run of rows and tokens to the kernel (it shares loads across both).
         let rows = &w.data[r0 * w.row_bytes..(r0 + n_rows) * w.row_bytes];
         (qk.rows)(n, rows, w.row_bytes, &x.q8[..n_tok * arb], out);
+    } else if let Some(kk) = kquant_kernels(k, w.ty) {
+        kquant_rows_block(kk, w, x.q8k, r0, out);
     } else if let Some(fk) = float_kernels(k, w.ty) {
         let xt = |t: usize| &x.x[t * n..(t + 1) * n];
         let mut r = 0;
@@ -392,6 +538,44 @@ fn rows_block(k: &Kernels, w: &Matrix, x: Input, r0: usize, out: &mut [f32]) {
                 }
                 out[r * n_tok + t] = acc;
             }
+        }
+    }
+}
+
+/// Tokens per K-quant `gemm_4` call: each weight super-block is decoded once per this many tokens.
+const KQUANT_TOKENS: usize = 64;
+
+/// Rows `r0..` of the K-quant matrix `w` against the tokens of `q8k` (their Q8_K rows, back to
+/// back): `out` [rows, n_tok]. One token: four rows at a time (the decode kernel); more: four
+/// rows against up to [`KQUANT_TOKENS`] tokens per call. Leftover rows take one dot each.
+fn kquant_rows_block(kk: KQuantOps, w: &Matrix, q8k: &[u8], r0: usize, out: &mut [f32]) {
+    let n = w.n_cols;
+    let arb = n / QK_K * Q8_K_BYTES;
+    let n_tok = q8k.len() / arb.max(1);
+    let n_rows = out.len() / n_tok.max(1);
+    let a = |t: usize| &q8k[t * arb..(t + 1) * arb];
+    let mut r = 0;
+    while r + 4 <= n_rows {
+        let wr: [&[u8]; 4] = std::array::from_fn(|i| w.row(r0 + r + i));
+        if n_tok == 1 {
+            out[r..r + 4].copy_from_slice(&(kk.kernels.dot_x4)(n, wr, a(0)));
+        } else {
+            let mut tile = [0.0f32; 4 * KQUANT_TOKENS]; // [tokens, 4]
+            for t0 in (0..n_tok).step_by(KQUANT_TOKENS) {
+                let m = KQUANT_TOKENS.min(n_tok - t0);
+                (kk.gemm_4)(n, wr, &q8k[t0 * arb..(t0 + m) * arb], &mut tile[..4 * m]);
+                for (t, v) in tile[..4 * m].chunks_exact(4).enumerate() {
+                    for (i, &vi) in v.iter().enumerate() {
+                        out[(r + i) * n_tok + t0 + t] = vi;
+                    }
+                }
+            }
+        }
+        r += 4;
+    }
+    for r in r..n_rows {
+        for t in 0..n_tok {
+            out[r * n_tok + t] = (kk.kernels.dot)(n, w.row(r0 + r), a(t));
         }
     }
 }

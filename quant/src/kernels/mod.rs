@@ -13,6 +13,9 @@
 //! | `Avx2` | `x86_avx2.rs` | x86-64 with AVX2 + FMA + F16C |
 //! | `Avx512` | — | recognised and detected, but no kernels yet: falls back to `Avx2` |
 //!
+//! The K-quant kernels live beside them: `kquant_scalar.rs` (the spec), `kquant_portable.rs`,
+//! `kquant_avx2.rs` (Q4_K, Q5_K, Q6_K; Q2_K and Q3_K use the portable kernels there).
+//!
 //! # Reduction orders (the spec)
 //! Every kernel of every table gives the same bits as the scalar one, so results do not depend on
 //! the instruction set, on how rows are grouped into multi-row kernels, or on the thread count:
@@ -26,11 +29,29 @@
 //!   two 8-lane vector accumulators.
 //! - **`quantize_row_q8_0`** is bit-identical to `format::quantize_row(Q8_0, …)` (round half away
 //!   from zero, saturating, NaN → 0).
+//! - **K-quant weights × Q8_K activations** (`q2_k` … `q6_k`, [`KQuantKernels`]): per 256-element
+//!   super-block, two exact `i32` sums over its sub-blocks `j` (16 or 32 elements each):
+//!   `isum = Σ_j sc_j · Σ_l q_l·a_l` (`q` the sub-block's quant with its offset removed: Q4_K 0..15,
+//!   Q5_K 0..31, Q6_K -32..31, Q2_K 0..3, Q3_K -4..3; `sc` its integer scale: 6-bit, 4-bit or i8)
+//!   and, for the types with mins (Q2_K, Q4_K, Q5_K), `msum = Σ_j m_j · Σ_l a_l` (`m` the integer
+//!   min). Both are exact in `i32` for every input, so kernels may split them any way (e.g. `Σ a`
+//!   from the activation's `bsums`; Q6_K as `Σ q'·a − 32·Σ a` with `q' = q + 32`). Then, over the
+//!   super-blocks in order, starting from `0.0`, each operation rounded to f32, no FMA:
+//!   `sum = sum + ((d_w * d_a) * isum as f32 - (dmin_w * d_a) * msum as f32)` with mins, or
+//!   `sum = sum + (d_w * d_a) * isum as f32` without (Q3_K, Q6_K). `d_w`, `dmin_w` are the block's
+//!   f16 scales as f32, `d_a` the Q8_K block's f32 scale. Precondition: the Q8_K rows' `bsums` are
+//!   the sums of their quants, as [`KQuantKernels::quantize_row_q8_k`] writes them.
+//! - **`quantize_row_q8_k`** is bit-identical to `format::quantize_row(Q8_K, …)` (llama.cpp's
+//!   `quantize_row_q8_K_ref`).
 
 use std::sync::OnceLock;
 
+pub mod kquant_scalar;
 pub mod scalar;
 
+#[cfg(target_arch = "x86_64")]
+mod kquant_avx2;
+mod kquant_portable;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
@@ -41,6 +62,10 @@ pub const QK: usize = 32;
 pub const Q4_0_BYTES: usize = 18;
 /// Bytes per Q8_0 block.
 pub const Q8_0_BYTES: usize = 34;
+/// Elements per K-quant super-block (and Q8_K block).
+pub const QK_K: usize = crate::QK_K;
+/// Bytes per Q8_K block: f32 scale, 256 i8 quants, 16 i16 sums of 16 quants.
+pub const Q8_K_BYTES: usize = 292;
 
 /// An instruction set with a kernel table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,8 +122,9 @@ pub type FloatDotX4 = fn(n: usize, w: [&[u8]; 4], x: &[f32]) -> [f32; 4];
 /// `out[i] = out[i] + p * w[i]` for `n` float elements (no FMA: the same bits on every ISA).
 pub type FloatAxpy = fn(n: usize, p: f32, w: &[u8], out: &mut [f32]);
 
-/// The kernels for one quantized weight type against Q8_0 activations. All panic if the slices do
-/// not hold exactly `n` elements (`n` a multiple of 32): the drivers check shapes first.
+/// The kernels for one quantized weight type against Q8_0 activations (Q8_K for the K-quants). All
+/// panic if the slices do not hold exactly `n` elements (`n` a multiple of 32, of 256 for the
+/// K-quants): the drivers check shapes first.
 #[derive(Clone, Copy, Debug)]
 pub struct QuantKernels {
     pub dot: QuantDot,
@@ -119,6 +145,31 @@ pub struct FloatKernels {
     pub axpy: FloatAxpy,
 }
 
+/// Four K-quant weight rows against `out.len() / 4` Q8_K activation rows stored back to back in
+/// `a`: `out` [n_tok][4] (`out[4 t + r]`), each output the spec's dot of row `r` and token `t`.
+pub type KQuantGemm4 = fn(n: usize, w: [&[u8]; 4], a: &[u8], out: &mut [f32]);
+
+/// The kernels for one K-quant weight type against Q8_K activations.
+#[derive(Clone, Copy, Debug)]
+pub struct KQuantOps {
+    /// One token (decode) as for the other quantized types.
+    pub kernels: QuantKernels,
+    /// Prompt / batch: each weight super-block is decoded once for every token.
+    pub gemm_4: KQuantGemm4,
+}
+
+/// The K-quant kernels of one instruction set: weights against Q8_K activation rows.
+#[derive(Clone, Copy, Debug)]
+pub struct KQuantKernels {
+    /// `x` [n] (n a multiple of 256) → `out` [n / 256 × 292 bytes] of Q8_K blocks.
+    pub quantize_row_q8_k: fn(x: &[f32], out: &mut [u8]),
+    pub q2_k: KQuantOps,
+    pub q3_k: KQuantOps,
+    pub q4_k: KQuantOps,
+    pub q5_k: KQuantOps,
+    pub q6_k: KQuantOps,
+}
+
 /// One instruction set's kernel table.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernels {
@@ -131,27 +182,29 @@ pub struct Kernels {
     pub f32: FloatKernels,
     pub f16: FloatKernels,
     pub bf16: FloatKernels,
+    /// Q2_K … Q6_K against Q8_K activations.
+    pub k_quants: KQuantKernels,
 }
 
-/// [`QuantRows`] from a table's 4×4, 4-row and 1-row kernels, for weight blocks of `block`
-/// bytes (tables without a wider kernel use this).
+/// [`QuantRows`] from a table's 4×4, 4-row and 1-row kernels, for blocks of `geom` = (elements,
+/// weight block bytes, activation block bytes) (tables without a wider kernel use this).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn rows_by_4(
     (dot, dot_x4, tile_4x4): (QuantDot, QuantDotX4, QuantTile4x4),
-    block: usize,
+    (elems, block, a_block): (usize, usize, usize),
     n: usize,
     w: &[u8],
     row_bytes: usize,
     a: &[u8],
     y: &mut [f32],
 ) {
-    let arb = n / QK * Q8_0_BYTES;
+    let arb = n / elems * a_block;
     let n_tok = check_tokens(a.len(), arb, y.len());
     if n_tok == 0 {
         return;
     }
     let n_rows = y.len() / n_tok;
-    let wb = row_span(n, block, w.len(), row_bytes, n_rows);
+    let wb = row_span(n, elems, block, w.len(), row_bytes, n_rows);
     let row = |r: usize| &w[r * row_bytes..r * row_bytes + wb];
     let at = |t: usize| &a[t * arb..(t + 1) * arb];
     let mut r = 0;
@@ -196,18 +249,22 @@ pub(super) fn check_tokens(a_len: usize, arb: usize, y_len: usize) -> usize {
     n_tok
 }
 
-/// The bytes of one row of `n` elements in `block`-byte blocks, after checking that `w_len`
-/// bytes hold `n_rows` such rows at stride `row_bytes` (panics on a caller bug, like the other
-/// shape checks of the kernels).
+/// The bytes of one row of `n` elements in `block`-byte blocks of `elems` elements, after
+/// checking that `w_len` bytes hold `n_rows` such rows at stride `row_bytes` (panics on a caller
+/// bug, like the other shape checks of the kernels).
 pub(super) fn row_span(
     n: usize,
+    elems: usize,
     block: usize,
     w_len: usize,
     row_bytes: usize,
     n_rows: usize,
 ) -> usize {
-    assert_eq!(n % QK, 0, "quantized rows: {n} is not whole blocks");
-    let span = n / QK * block;
+    assert!(
+        elems > 0 && n % elems == 0,
+        "quantized rows: {n} is not whole blocks"
+    );
+    let span = n / elems * block;
     assert!(
         row_bytes >= span,
         "quantized rows: stride {row_bytes} < row {span}"

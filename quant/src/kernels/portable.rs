@@ -22,7 +22,15 @@ pub(super) fn kernels() -> Kernels {
             rows: |n, w, rb, a, y| {
                 let dot: QuantDot = |n, w, a| quant_x::<Q4, 1>(n, [w], a)[0];
                 let tile: QuantTile4x4 = |n, w, a| a.map(|a| quant_x::<Q4, 4>(n, w, a));
-                rows_by_4((dot, quant_x::<Q4, 4>, tile), Q4_0_BYTES, n, w, rb, a, y)
+                rows_by_4(
+                    (dot, quant_x::<Q4, 4>, tile),
+                    (QK, Q4_0_BYTES, Q8_0_BYTES),
+                    n,
+                    w,
+                    rb,
+                    a,
+                    y,
+                )
             },
         },
         q8_0: QuantKernels {
@@ -32,7 +40,15 @@ pub(super) fn kernels() -> Kernels {
             rows: |n, w, rb, a, y| {
                 let dot: QuantDot = |n, w, a| quant_x::<Q8, 1>(n, [w], a)[0];
                 let tile: QuantTile4x4 = |n, w, a| a.map(|a| quant_x::<Q8, 4>(n, w, a));
-                rows_by_4((dot, quant_x::<Q8, 4>, tile), Q8_0_BYTES, n, w, rb, a, y)
+                rows_by_4(
+                    (dot, quant_x::<Q8, 4>, tile),
+                    (QK, Q8_0_BYTES, Q8_0_BYTES),
+                    n,
+                    w,
+                    rb,
+                    a,
+                    y,
+                )
             },
         },
         f32: FloatKernels {
@@ -50,6 +66,7 @@ pub(super) fn kernels() -> Kernels {
             dot_x4: |n, w, x| float_x::<2, 4>(n, w, x, bf16_at),
             axpy: |n, p, w, out| axpy::<2>(n, p, w, out, bf16_at),
         },
+        k_quants: super::kquant_portable::kernels(),
     }
 }
 

@@ -26,7 +26,15 @@ pub(super) fn kernels() -> Kernels {
             rows: |n, w, rb, a, y| {
                 let x4: QuantDotX4 = |n, w, a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a));
                 let tile: QuantTile4x4 = |n, w, a| a.map(|a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a)));
-                rows_by_4((vec_dot_q4_0_q8_0, x4, tile), Q4_0_BYTES, n, w, rb, a, y)
+                rows_by_4(
+                    (vec_dot_q4_0_q8_0, x4, tile),
+                    (QK, Q4_0_BYTES, Q8_0_BYTES),
+                    n,
+                    w,
+                    rb,
+                    a,
+                    y,
+                )
             },
         },
         q8_0: QuantKernels {
@@ -36,7 +44,15 @@ pub(super) fn kernels() -> Kernels {
             rows: |n, w, rb, a, y| {
                 let x4: QuantDotX4 = |n, w, a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a));
                 let tile: QuantTile4x4 = |n, w, a| a.map(|a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a)));
-                rows_by_4((vec_dot_q8_0_q8_0, x4, tile), Q8_0_BYTES, n, w, rb, a, y)
+                rows_by_4(
+                    (vec_dot_q8_0_q8_0, x4, tile),
+                    (QK, Q8_0_BYTES, Q8_0_BYTES),
+                    n,
+                    w,
+                    rb,
+                    a,
+                    y,
+                )
             },
         },
         f32: FloatKernels {
@@ -54,6 +70,7 @@ pub(super) fn kernels() -> Kernels {
             dot_x4: |n, w, x| w.map(|w| vec_dot_bf16_f32(n, w, x)),
             axpy: axpy_bf16,
         },
+        k_quants: super::kquant_scalar::kernels(),
     }
 }
 

@@ -37,7 +37,7 @@ pub(super) fn kernels() -> Option<Kernels> {
                     quant_x4::<Q8> as QuantDotX4,
                     quant_tile::<Q8> as QuantTile4x4,
                 );
-                rows_by_4(k, Q8_0_BYTES, n, w, rb, a, y)
+                rows_by_4(k, (QK, Q8_0_BYTES, Q8_0_BYTES), n, w, rb, a, y)
             },
         },
         f32: FloatKernels {
@@ -55,6 +55,8 @@ pub(super) fn kernels() -> Option<Kernels> {
             dot_x4: |n, w, x| float_x4::<BF16>(n, w, x),
             axpy: float_axpy::<BF16>,
         },
+        // Handed out only when `ok` (the entries rely on it).
+        k_quants: super::kquant_avx2::kernels(),
     })
 }
 
@@ -390,7 +392,7 @@ fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
         return;
     }
     let n_rows = y.len() / n_tok;
-    let span = row_span(n, Q4_0_BYTES, w.len(), row_bytes, n_rows);
+    let span = row_span(n, QK, Q4_0_BYTES, w.len(), row_bytes, n_rows);
     let at = |t: usize| &a[t * arb..(t + 1) * arb];
     let nb = n / QK;
     let mut r = 0;
