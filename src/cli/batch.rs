@@ -99,7 +99,7 @@ pub fn run(a: BatchArgs) -> Result<()> {
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     eprintln!(
         "smoe: {} | {threads} threads | {} sequences x {n_ctx} context | KV cache {:.1} MiB + scratch {:.1} MiB | seed {}",
-        a.model.model.display(),
+        file.path().display(),
         cfg.n_seq,
         mib(kv),
         mib(scratch),

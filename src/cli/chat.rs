@@ -54,7 +54,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
     }
     eprintln!(
         "smoe chat: {} — type a message; Ctrl-C stops a reply, Ctrl-D quits.",
-        a.model.model.display()
+        file.path().display()
     );
     let mut messages: Vec<ChatMessage> = Vec::new();
     let stdin = std::io::stdin();

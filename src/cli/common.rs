@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use smoe::gguf::GgufFile;
 use smoe::model::pager::rss;
@@ -14,9 +14,10 @@ use smoe::tokenizer::{Tokenizer, Vocab};
 /// Flags every model-running command takes.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// GGUF model file (Mixtral-style: architecture `llama` with experts).
+    /// GGUF model file (Mixtral-style: architecture `llama` with experts). Default: the small
+    /// Shakespeare Mixtral that ships with smoe (models/tiny-shakespeare-q8_0.gguf).
     #[arg(short = 'm', long = "model")]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Use this tokenizer.json instead of the vocabulary stored in the GGUF file.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -153,11 +154,58 @@ pub fn init_threads(threads: Option<usize>) -> Result<usize> {
     Ok(rayon::current_num_threads())
 }
 
-/// Opens the model file and builds its tokenizer; returns the seconds it took.
+/// The model that ships with smoe, used when no `-m` is given.
+pub const DEFAULT_MODEL: &str = "models/tiny-shakespeare-q8_0.gguf";
+
+/// Where the default model may be, in order: beside the executable (an installed copy with its
+/// `models/` folder), two levels up from it (`target/release/smoe` in a clone), and the source tree
+/// the binary was built from.
+pub fn default_model_candidates(exe: Option<&Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(dir) = exe.and_then(Path::parent) {
+        out.push(dir.join(DEFAULT_MODEL));
+        if let Some(up) = dir.parent().and_then(Path::parent) {
+            out.push(up.join(DEFAULT_MODEL));
+        }
+    }
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL));
+    out
+}
+
+impl ModelArgs {
+    /// The `-m` file, or the default model (saying so on stderr); an error lists where it looked.
+    pub fn path(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.model {
+            return Ok(p.clone());
+        }
+        let exe = std::env::current_exe().ok();
+        let candidates = default_model_candidates(exe.as_deref());
+        match candidates.iter().find(|p| p.is_file()) {
+            Some(p) => {
+                eprintln!(
+                    "smoe: no -m given: using the default model {} (a small Mixtral trained on \
+                     Shakespeare; see models/README.md)",
+                    p.display()
+                );
+                Ok(p.clone())
+            }
+            None => bail!(
+                "no model given (-m FILE.gguf), and the default model {DEFAULT_MODEL} is not in {}",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+/// Opens the model file (`-m` or the default) and builds its tokenizer; returns the seconds it took.
 pub fn open_model(args: &ModelArgs) -> Result<(GgufFile, Tokenizer, f64)> {
     let t0 = Instant::now();
-    let file =
-        GgufFile::open(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    let path = args.path()?;
+    let file = GgufFile::open(&path).with_context(|| format!("loading {}", path.display()))?;
     let tok = load_tokenizer(&file, args.tokenizer.as_deref())?;
     Ok((file, tok, t0.elapsed().as_secs_f64()))
 }

@@ -68,7 +68,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let cfg = a.sample.config();
     eprintln!(
         "smoe: {} | {} layers, {} experts ({} used) | {threads} threads | seed {}",
-        a.model.model.display(),
+        file.path().display(),
         model.cfg.n_layer,
         model.cfg.n_expert,
         model.cfg.n_expert_used,
