@@ -186,7 +186,7 @@ fn odd_widths_and_other_types() {
     for (a, b) in y[n_rows..].iter().zip(&yr) {
         assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0));
     }
-    // K-quants keep the dequantize path: the same bits as the reference.
+    // Q8_K weights (no kernel of their own) keep the dequantize path: close to the reference.
     let n_cols = 256;
     let wf = values(3 * n_cols, 8);
     let mut wb = vec![0u8; 3 * 292];
