@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use smoe::convert::{quantize, OutType, QuantizeOptions};
+use smoe::convert::{quantize, quantize_with, ImatrixInput, OutType, QuantizeOptions};
 use smoe::gguf::GgufFile;
+use smoe::imatrix::Imatrix;
 use smoe::quant::GgmlType;
 use tiny::{tiny_dir, tiny_gguf};
 
@@ -63,6 +64,86 @@ fn types_follow_llama_cpp_choices() {
         .get_str("tokenizer.chat_template")
         .unwrap()
         .contains("[INST]"));
+}
+
+#[test]
+fn k_quant_mixes_match_llama_quantize() {
+    // llama_quantize_mixes.json: llama-quantize (llama-cpp-python 0.3.36's llama.cpp) run on our
+    // bf16 conversion of the fixture, recorded by tools/compare_gguf_tensors.py --golden. The rows
+    // (32 and 64 wide) are too short for 256-element blocks, so this checks llama.cpp's per-tensor
+    // choices and its fallbacks (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, output -> Q8_0).
+    let golden: BTreeMap<String, BTreeMap<String, serde_json::Value>> = serde_json::from_str(
+        &std::fs::read_to_string(tiny_dir().join("golden/llama_quantize_mixes.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(golden.len(), 5);
+    for (mix, want) in golden.iter().filter(|(k, _)| !k.contains('+')) {
+        let file = GgufFile::open(tiny_gguf(mix)).unwrap();
+        assert_eq!(file.tensors().len(), want.len(), "{mix}");
+        for (name, w) in want {
+            let t = file.require_tensor(name).unwrap();
+            assert_eq!(
+                t.ty().name(),
+                w["type"].as_str().unwrap(),
+                "{mix}: {name} type"
+            );
+            let got = hex(&Sha256::digest(file.tensor_data(t)));
+            assert_eq!(got, w["sha256"].as_str().unwrap(), "{mix}: {name} bytes");
+        }
+        let ftype = match mix.as_str() {
+            "q4_k_s" => 14,
+            "q4_k_m" => 15,
+            "q5_k_m" => 17,
+            "q6_k" => 18,
+            other => panic!("unexpected mix {other}"),
+        };
+        assert_eq!(file.get_u32("general.file_type").unwrap(), ftype, "{mix}");
+    }
+}
+
+#[test]
+fn imatrix_quantization_matches_llama_quantize() {
+    // golden/imatrix.gguf was written by `smoe imatrix` on the fixture; llama-quantize read it
+    // (`--imatrix`) to make the "q4_k_m+imatrix" golden. The weighted Q5_0 / Q5_1 quantizers run
+    // for every matrix except the Q8_0 ones, which ignore importance in llama.cpp too.
+    let golden: BTreeMap<String, BTreeMap<String, serde_json::Value>> = serde_json::from_str(
+        &std::fs::read_to_string(tiny_dir().join("golden/llama_quantize_mixes.json")).unwrap(),
+    )
+    .unwrap();
+    let want = &golden["q4_k_m+imatrix"];
+    let im_path = tiny_dir().join("golden/imatrix.gguf");
+    let imatrix = Imatrix::read(&im_path).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("im.gguf");
+    let opts = QuantizeOptions {
+        ty: OutType::Q4KM,
+        pure: false,
+    };
+    let input = ImatrixInput {
+        imatrix: &imatrix,
+        path: &im_path,
+    };
+    quantize_with(&tiny_dir(), &path, opts, Some(input), &|_, _| {}).unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    let plain = GgufFile::open(tiny_gguf("q4_k_m")).unwrap();
+    let mut n_weighted = 0;
+    for (name, w) in want {
+        let t = file.require_tensor(name).unwrap();
+        assert_eq!(t.ty().name(), w["type"].as_str().unwrap(), "{name} type");
+        let got = hex(&Sha256::digest(file.tensor_data(t)));
+        assert_eq!(got, w["sha256"].as_str().unwrap(), "{name} bytes");
+        if file.tensor_data(t) != plain.tensor_data_by_name(name).unwrap() {
+            n_weighted += 1;
+        }
+    }
+    // attn_q, attn_output, ffn_gate/up/down of both layers, less the Q8_0 ffn_down of layer 1
+    assert_eq!(n_weighted, 9);
+    assert_eq!(file.get_u32("quantize.imatrix.entries_count").unwrap(), 16);
+    assert_eq!(file.get_u32("quantize.imatrix.chunks_count").unwrap(), 18);
+    assert!(file
+        .get_str("quantize.imatrix.file")
+        .unwrap()
+        .ends_with("imatrix.gguf"));
 }
 
 #[test]
