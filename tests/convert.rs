@@ -76,7 +76,7 @@ fn k_quant_mixes_match_llama_quantize() {
         &std::fs::read_to_string(tiny_dir().join("golden/llama_quantize_mixes.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(golden.len(), 5);
+    assert_eq!(golden.len(), 6);
     for (mix, want) in golden.iter().filter(|(k, _)| !k.contains('+')) {
         let file = GgufFile::open(tiny_gguf(mix)).unwrap();
         assert_eq!(file.tensors().len(), want.len(), "{mix}");
@@ -103,47 +103,63 @@ fn k_quant_mixes_match_llama_quantize() {
 
 #[test]
 fn imatrix_quantization_matches_llama_quantize() {
-    // golden/imatrix.gguf was written by `smoe imatrix` on the fixture; llama-quantize read it
-    // (`--imatrix`) to make the "q4_k_m+imatrix" golden. The weighted Q5_0 / Q5_1 quantizers run
-    // for every matrix except the Q8_0 ones, which ignore importance in llama.cpp too.
+    // Two importance matrices of the fixture over golden/ppl.txt (18 chunks of 64 tokens):
+    // imatrix.gguf written by `smoe imatrix`, llama_imatrix.gguf by llama.cpp's llama-imatrix.
+    // llama-quantize --imatrix made the goldens from each; smoe must give the same bytes. The
+    // weighted Q5_0 / Q5_1 quantizers run for every matrix except the Q8_0 ones, which ignore
+    // importance in llama.cpp too.
     let golden: BTreeMap<String, BTreeMap<String, serde_json::Value>> = serde_json::from_str(
         &std::fs::read_to_string(tiny_dir().join("golden/llama_quantize_mixes.json")).unwrap(),
     )
     .unwrap();
-    let want = &golden["q4_k_m+imatrix"];
-    let im_path = tiny_dir().join("golden/imatrix.gguf");
-    let imatrix = Imatrix::read(&im_path).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("im.gguf");
-    let opts = QuantizeOptions {
-        ty: OutType::Q4KM,
-        pure: false,
-    };
-    let input = ImatrixInput {
-        imatrix: &imatrix,
-        path: &im_path,
-    };
-    quantize_with(&tiny_dir(), &path, opts, Some(input), &|_, _| {}).unwrap();
-    let file = GgufFile::open(&path).unwrap();
     let plain = GgufFile::open(tiny_gguf("q4_k_m")).unwrap();
-    let mut n_weighted = 0;
-    for (name, w) in want {
-        let t = file.require_tensor(name).unwrap();
-        assert_eq!(t.ty().name(), w["type"].as_str().unwrap(), "{name} type");
-        let got = hex(&Sha256::digest(file.tensor_data(t)));
-        assert_eq!(got, w["sha256"].as_str().unwrap(), "{name} bytes");
-        if file.tensor_data(t) != plain.tensor_data_by_name(name).unwrap() {
-            n_weighted += 1;
+    for (file_name, key) in [
+        ("imatrix.gguf", "q4_k_m+imatrix"),
+        ("llama_imatrix.gguf", "q4_k_m+llama_imatrix"),
+    ] {
+        let want = &golden[key];
+        let im_path = tiny_dir().join("golden").join(file_name);
+        let imatrix = Imatrix::read(&im_path).unwrap();
+        assert_eq!(imatrix.entries.len(), 16, "{file_name}");
+        let out = tempfile::tempdir().unwrap();
+        let path = out.path().join("im.gguf");
+        let opts = QuantizeOptions {
+            ty: OutType::Q4KM,
+            pure: false,
+        };
+        let input = ImatrixInput {
+            imatrix: &imatrix,
+            path: &im_path,
+        };
+        quantize_with(&tiny_dir(), &path, opts, Some(input), &|_, _| {}).unwrap();
+        let file = GgufFile::open(&path).unwrap();
+        let mut n_weighted = 0;
+        for (name, w) in want {
+            let t = file.require_tensor(name).unwrap();
+            assert_eq!(
+                t.ty().name(),
+                w["type"].as_str().unwrap(),
+                "{key}: {name} type"
+            );
+            let got = hex(&Sha256::digest(file.tensor_data(t)));
+            assert_eq!(got, w["sha256"].as_str().unwrap(), "{key}: {name} bytes");
+            if file.tensor_data(t) != plain.tensor_data_by_name(name).unwrap() {
+                n_weighted += 1;
+            }
         }
+        // attn_q, attn_output, ffn_gate/up/down of both layers, less the Q8_0 ffn_down of layer 1
+        assert_eq!(n_weighted, 9, "{key}");
+        assert_eq!(file.get_u32("quantize.imatrix.entries_count").unwrap(), 16);
+        assert_eq!(file.get_u32("quantize.imatrix.chunks_count").unwrap(), 18);
+        assert!(file
+            .get_str("quantize.imatrix.file")
+            .unwrap()
+            .ends_with(file_name));
+        assert!(file
+            .get_str("quantize.imatrix.dataset")
+            .unwrap()
+            .ends_with("ppl.txt"));
     }
-    // attn_q, attn_output, ffn_gate/up/down of both layers, less the Q8_0 ffn_down of layer 1
-    assert_eq!(n_weighted, 9);
-    assert_eq!(file.get_u32("quantize.imatrix.entries_count").unwrap(), 16);
-    assert_eq!(file.get_u32("quantize.imatrix.chunks_count").unwrap(), 18);
-    assert!(file
-        .get_str("quantize.imatrix.file")
-        .unwrap()
-        .ends_with("imatrix.gguf"));
 }
 
 #[test]

@@ -10,6 +10,8 @@
 //! - per weight matrix `NAME` (e.g. `blk.0.ffn_down_exps.weight`), sorted by name, two F32 tensors:
 //!   `NAME.in_sum2` with dims [n_cols, n_mat] (Σ x² per input channel and matrix) and `NAME.counts`
 //!   with dims [1, n_mat] (rows summed per matrix; n_mat = n_expert for expert tensors, else 1).
+//!   As ggml writes them, trailing dimensions of 1 are dropped: a dense weight's sums are [n_cols]
+//!   and its count [1].
 //!
 //! An expert that never fired has count 0; it keeps a neutral importance of 1 for every channel
 //! (as llama-quantize does) instead of being dropped or zeroed.
@@ -153,9 +155,13 @@ impl Imatrix {
             plan.add_tensor(
                 format!("{name}{SUFFIX_SUM2}"),
                 GgmlType::F32,
-                &[e.n_cols as u64, n_mat],
+                ggml_dims(&[e.n_cols as u64, n_mat]),
             )?;
-            plan.add_tensor(format!("{name}{SUFFIX_COUNTS}"), GgmlType::F32, &[1, n_mat])?;
+            plan.add_tensor(
+                format!("{name}{SUFFIX_COUNTS}"),
+                GgmlType::F32,
+                ggml_dims(&[1, n_mat]),
+            )?;
         }
         let io = |source| Error::Io {
             path: path.to_path_buf(),
@@ -207,6 +213,12 @@ impl Imatrix {
         }
         Ok(Some(out))
     }
+}
+
+/// `dims` without trailing 1s (at least one dimension), as ggml's `ggml_n_dims` counts them.
+fn ggml_dims(dims: &[u64]) -> &[u64] {
+    let n = dims.iter().rposition(|&d| d != 1).map_or(1, |i| i + 1);
+    &dims[..n]
 }
 
 fn f32s(b: &[u8]) -> Vec<f32> {
@@ -267,6 +279,11 @@ mod tests {
             .require_tensor("blk.0.ffn_down_exps.weight.counts")
             .unwrap();
         assert_eq!(c.dims(), &[1, 3]);
+        // a dense weight: trailing 1s dropped, as ggml writes them
+        let t = f.require_tensor("blk.0.attn_q.weight.in_sum2").unwrap();
+        assert_eq!(t.dims(), &[3]);
+        let c = f.require_tensor("blk.0.attn_q.weight.counts").unwrap();
+        assert_eq!(c.dims(), &[1]);
         // sorted by name, sums before counts
         let names: Vec<&str> = f.tensors().iter().map(|t| t.name()).collect();
         assert_eq!(names[0], "blk.0.attn_q.weight.in_sum2");
