@@ -347,3 +347,40 @@ fn single_file_f32_checkpoint_converts_to_the_same_model() {
         );
     }
 }
+
+/// The Mixtral-width check, slow (about 10 minutes on 2 cores) and needing files outside the
+/// repository, so ignored by default:
+/// `SMOE_KQ_HF=/work/bench/hf-mixtral-2l SMOE_KQ_LLAMA=/work/bench/llama-q4_k_m.gguf
+///  cargo test --release --test convert -- --ignored`
+/// (SMOE_KQ_LLAMA: llama-quantize's Q4_K_M of llama.cpp's bf16 conversion of the same checkpoint.)
+/// Every tensor must have llama-quantize's type and bytes.
+#[test]
+#[ignore]
+fn mixtral_width_q4_k_m_matches_llama_quantize() {
+    let (Some(hf), Some(theirs)) = (
+        std::env::var_os("SMOE_KQ_HF"),
+        std::env::var_os("SMOE_KQ_LLAMA"),
+    ) else {
+        eprintln!("set SMOE_KQ_HF and SMOE_KQ_LLAMA to run this check");
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("q4_k_m.gguf");
+    let opts = QuantizeOptions {
+        ty: OutType::Q4KM,
+        pure: false,
+    };
+    quantize(Path::new(&hf), &path, opts, &|_, _| {}).unwrap();
+    let ours = GgufFile::open(&path).unwrap();
+    let theirs = GgufFile::open(Path::new(&theirs)).unwrap();
+    assert_eq!(ours.tensors().len(), theirs.tensors().len());
+    for t in theirs.tensors() {
+        let o = ours.require_tensor(t.name()).unwrap();
+        assert_eq!(o.ty(), t.ty(), "{}", t.name());
+        assert!(
+            ours.tensor_data(o) == theirs.tensor_data(t),
+            "{}: bytes differ",
+            t.name()
+        );
+    }
+}
