@@ -24,8 +24,9 @@ ppl() { # FILE -> perplexity on EVAL
   "$SMOE" perplexity -m "$1" -f "$EVAL" --ctx "$CTX" -t "$T" --json 2>/dev/null |
     python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["perplexity"])'
 }
-lppl() { # FILE -> llama-perplexity's final estimate
-  "$LLAMA_PERPLEXITY" -m "$1" -f "$EVAL" -c "$CTX" -t "$T" 2>&1 |
+lppl() { # FILE -> llama-perplexity's final estimate (LLAMA_PERPLEXITY may carry a prefix: env ...)
+  # shellcheck disable=SC2086
+  $LLAMA_PERPLEXITY -m "$1" -f "$EVAL" -c "$CTX" -t "$T" 2>&1 |
     sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'
 }
 

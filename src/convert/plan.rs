@@ -1,5 +1,5 @@
 //! What the converter writes: GGUF names, types and shapes for each Hugging Face tensor, the
-//! metadata keys, and llama.cpp's per-tensor type choices.
+//! metadata keys. The per-tensor type choices (llama.cpp's mixes) are in [`super::mix`].
 
 use smoe_quant::GgmlType;
 

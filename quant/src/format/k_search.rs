@@ -5,7 +5,10 @@
 //! function here performs the same f32 operations in the same order as the C: sums accumulate one
 //! element at a time, `a*b*c` is `(a*b)*c`, integers are converted to f32 where C converts them, and
 //! C's narrowing stores (`uint8_t l = nearest_int(..)`) wrap as C's do (`as u8`). llama.cpp builds
-//! `ggml-quants.c` for baseline x86-64 (SSE2, no FMA), so nothing is fused; Rust never fuses either.
+//! `ggml-quants.c` (in ggml-base) for baseline x86-64 (SSE2, no FMA; `GGML_NATIVE` only changes
+//! ggml-cpu), so nothing is fused; Rust never fuses either. On targets where FMA is baseline
+//! (aarch64) GCC contracts `a*b + c` by default in GNU C mode, so llama.cpp's own output there can
+//! differ in the last bits from its x86-64 output, which is what these functions reproduce.
 //!
 //! Names follow the C: `nmax` is the largest quant, `L` the quants, `x` the values, `w` the weights.
 
