@@ -5,7 +5,8 @@
 //! - [`tokenizer`]: SentencePiece-BPE tokenizer from GGUF metadata or tokenizer.json; chat templates.
 //! - [`sampler`], [`generate`], [`perplexity`]: what the commands run.
 //! - [`batch`]: offline batch completion with continuous batching, durable and resumable.
-//! - [`convert`]: Hugging Face safetensors → GGUF.
+//! - [`convert`]: Hugging Face safetensors → GGUF, with llama.cpp's quantization mixes.
+//! - [`imatrix`]: importance matrices (collect, read and write llama.cpp's imatrix GGUF).
 
 pub mod batch;
 pub mod bench;
@@ -13,6 +14,7 @@ pub mod convert;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod imatrix;
 pub mod model;
 pub mod perplexity;
 pub mod sampler;

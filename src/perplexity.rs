@@ -102,7 +102,7 @@ pub fn perplexity(
 }
 
 /// −log softmax(logits)[target], accumulated in f64 as llama.cpp does.
-fn nll_of(logits: &[f32], target: u32) -> f64 {
+pub(crate) fn nll_of(logits: &[f32], target: u32) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
     sum.ln() + (max as f64) - logits[target as usize] as f64

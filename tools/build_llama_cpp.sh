@@ -23,5 +23,5 @@ cmake -S llama.cpp -B llama.cpp/build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML
   -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF \
   -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags"
 cmake --build llama.cpp/build -j "$(nproc)" --target llama-bench llama-quantize llama-perplexity \
-  llama-completion llama-tokenize llama-simple llama-gguf
+  llama-completion llama-tokenize llama-simple llama-gguf llama-imatrix
 ls llama.cpp/build/bin

@@ -4,7 +4,8 @@
 
 use proptest::prelude::*;
 use smoe_quant::format::{
-    dequantize_row, f16_bits_to_f32, f32_to_f16_bits, quantize_row, Block, BlockQ8K,
+    dequantize_row, f16_bits_to_f32, f32_to_f16_bits, quantize_row, quantize_row_weighted, Block,
+    BlockQ8K,
 };
 use smoe_quant::{GgmlType, QuantError, ALL_TYPES};
 
@@ -24,7 +25,7 @@ const DEQUANT_TYPES: [GgmlType; 14] = [
     GgmlType::Q6K,
     GgmlType::Q8K,
 ];
-const QUANT_TYPES: [GgmlType; 9] = [
+const QUANT_TYPES: [GgmlType; 14] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -33,7 +34,21 @@ const QUANT_TYPES: [GgmlType; 9] = [
     GgmlType::Q5_0,
     GgmlType::Q5_1,
     GgmlType::Q8_0,
+    GgmlType::Q2K,
+    GgmlType::Q3K,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
     GgmlType::Q8K,
+];
+/// K-quants and the largest error they leave, as a fraction of the super-block's largest magnitude,
+/// on uniform rows whose scales stay f16 normals (measured worst over 3000 rows, plus a margin).
+const K_ERROR_BOUNDS: [(GgmlType, f32); 5] = [
+    (GgmlType::Q2K, 0.55),
+    (GgmlType::Q3K, 0.33),
+    (GgmlType::Q4K, 0.15),
+    (GgmlType::Q5K, 0.08),
+    (GgmlType::Q6K, 0.04),
 ];
 
 /// f32 -> f16 -> f32 (the stored scale).
@@ -44,6 +59,15 @@ fn via_f16(x: f32) -> f32 {
 fn round_trip(ty: GgmlType, x: &[f32]) -> Vec<f32> {
     let mut q = vec![0u8; ty.row_bytes(x.len() as u64).unwrap() as usize];
     quantize_row(ty, x, &mut q).unwrap();
+    let mut y = vec![0f32; x.len()];
+    dequantize_row(ty, &q, &mut y).unwrap();
+    y
+}
+
+/// Dequantizes a row quantized with importance weights `qw`.
+fn round_trip_weighted(ty: GgmlType, x: &[f32], qw: &[f32]) -> Vec<f32> {
+    let mut q = vec![0u8; ty.row_bytes(x.len() as u64).unwrap() as usize];
+    quantize_row_weighted(ty, x, &mut q, qw).unwrap();
     let mut y = vec![0f32; x.len()];
     dequantize_row(ty, &q, &mut y).unwrap();
     y
@@ -122,6 +146,37 @@ proptest! {
                 }
             }
         }
+    }
+
+    #[test]
+    fn k_quant_error_bounds(x in prop::collection::vec(-1.0f32..1.0, 256..=512), scale in 1.0f32..1000.0) {
+        let x: Vec<f32> = x[..x.len() / 256 * 256].iter().map(|v| v * scale).collect();
+        let ones = vec![1.0f32; x.len()];
+        for (ty, bound) in K_ERROR_BOUNDS {
+            for (how, y) in [("ref", round_trip(ty, &x)), ("weighted", round_trip_weighted(ty, &x, &ones))] {
+                for (xb, yb) in x.chunks(256).zip(y.chunks(256)) {
+                    let b = bound * amax(xb);
+                    for (i, (a, v)) in xb.iter().zip(yb).enumerate() {
+                        prop_assert!((a - v).abs() <= b, "{ty} {how} element {i}: {a} -> {v}, bound {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_quantize_never_panics_on_arbitrary_floats(
+        t in 0..QUANT_TYPES.len(),
+        bits in prop::collection::vec(any::<u32>(), 256),
+        wbits in prop::collection::vec(any::<u32>(), 256),
+    ) {
+        let ty = QUANT_TYPES[t];
+        let x: Vec<f32> = bits.into_iter().map(f32::from_bits).collect();
+        let w: Vec<f32> = wbits.into_iter().map(f32::from_bits).collect();
+        let mut q = vec![0u8; ty.row_bytes(256).unwrap() as usize];
+        prop_assert!(quantize_row_weighted(ty, &x, &mut q, &w).is_ok());
+        let mut y = vec![0f32; 256];
+        prop_assert!(dequantize_row(ty, &q, &mut y).is_ok());
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! Checks the scalar formats against vectors made by `tools/gen_quant_vectors.py` from the `gguf`
 //! Python package (llama.cpp's own): quantize must produce the same bytes and dequantize the same
 //! f32 bits. (Q8_K vectors come from a numpy transcription of llama.cpp's reference instead.)
+//!
+//! A second set, `kquants.{json,bin}` from `tools/gen_kquant_vectors.py`, comes from llama.cpp's C
+//! quantizers themselves (`libggml-base.so` through ctypes): the K-quant reference quantizers, the
+//! 32-element ones, and the importance-weighted `quantize_q*` that llama-quantize uses with an imatrix.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde::Deserialize;
-use smoe_quant::format::{dequantize_row, quantize_row};
+use smoe_quant::format::{dequantize_row, quantize_row, quantize_row_weighted};
 use smoe_quant::GgmlType;
 
 #[derive(Deserialize)]
 struct Manifest {
     gguf_version: Option<String>,
+    llama_cpp: Option<String>,
     cases: Vec<Case>,
 }
 
@@ -24,16 +29,20 @@ struct Case {
     expected: [usize; 2],
     #[serde(rename = "ref")]
     reference: String,
+    /// Importance weights (op "quantize_weighted").
+    weights: Option<[usize; 2]>,
 }
 
 fn load() -> (Manifest, Vec<u8>) {
+    load_set("vectors")
+}
+
+/// Loads `tests/vectors/{stem}.json` and its blob `{stem}.bin`.
+fn load_set(stem: &str) -> (Manifest, Vec<u8>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
-    let json = std::fs::read_to_string(format!("{dir}/vectors.json")).expect("read vectors.json");
-    let blob = std::fs::read(format!("{dir}/vectors.bin")).expect("read vectors.bin");
-    (
-        serde_json::from_str(&json).expect("parse vectors.json"),
-        blob,
-    )
+    let json = std::fs::read_to_string(format!("{dir}/{stem}.json")).expect("read manifest");
+    let blob = std::fs::read(format!("{dir}/{stem}.bin")).expect("read blob");
+    (serde_json::from_str(&json).expect("parse manifest"), blob)
 }
 
 fn slice(blob: &[u8], [off, len]: [usize; 2]) -> &[u8] {
@@ -57,11 +66,15 @@ fn run(case: &Case, blob: &[u8]) -> Option<String> {
         case.ty, case.op, case.name, case.reference
     );
     match case.op.as_str() {
-        "quantize" => {
+        "quantize" | "quantize_weighted" => {
             let x = f32s(src);
             assert_eq!(x.len(), case.n);
             let mut got = vec![0u8; expected.len()];
-            if let Err(e) = quantize_row(ty, &x, &mut got) {
+            let res = match case.weights {
+                Some(w) => quantize_row_weighted(ty, &x, &mut got, &f32s(slice(blob, w))),
+                None => quantize_row(ty, &x, &mut got),
+            };
+            if let Err(e) = res {
                 return Some(format!("{what}: error {e}"));
             }
             let bs = ty.type_size();
@@ -125,6 +138,38 @@ fn matches_gguf_package_vectors() {
         manifest.gguf_version,
         failures.join("\n")
     );
+}
+
+#[test]
+fn matches_llama_cpp_quantizers() {
+    let (manifest, blob) = load_set("kquants");
+    assert!(manifest.cases.len() > 400, "vectors look truncated");
+    let failures: Vec<String> = manifest
+        .cases
+        .iter()
+        .filter_map(|c| run(c, &blob))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ from llama.cpp {:?}:\n{}",
+        failures.len(),
+        manifest.cases.len(),
+        manifest.llama_cpp,
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn llama_cpp_vectors_cover_the_k_quants() {
+    let (manifest, _) = load_set("kquants");
+    let has = |ty: &str, op: &str| manifest.cases.iter().any(|c| c.ty == ty && c.op == op);
+    for ty in [
+        "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+    ] {
+        assert!(has(ty, "quantize"), "no reference vectors for {ty}");
+        assert!(has(ty, "quantize_weighted"), "no weighted vectors for {ty}");
+    }
+    assert!(has("Q8_0", "quantize"));
 }
 
 #[test]

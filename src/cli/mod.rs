@@ -4,6 +4,7 @@ mod batch;
 mod bench;
 mod chat;
 mod common;
+mod imatrix;
 mod inspect;
 mod perplexity;
 mod quantize;
@@ -36,8 +37,11 @@ enum Command {
     Batch(batch::BatchArgs),
     /// Chat interactively; the conversation stays in the KV cache between turns.
     Chat(chat::ChatArgs),
-    /// Convert a Hugging Face Mixtral folder (safetensors) to GGUF: q4_0, q8_0, f16, bf16, f32.
+    /// Convert a Hugging Face Mixtral folder (safetensors) to GGUF: q4_0, q8_0, f16, bf16, f32,
+    /// or the K-quant mixes q4_k_m, q4_k_s, q5_k_m, q5_k_s, q6_k (optionally with --imatrix).
     Quantize(quantize::QuantizeArgs),
+    /// Collect an importance matrix (llama.cpp's imatrix GGUF) by running a model over a text.
+    Imatrix(imatrix::ImatrixArgs),
     /// Perplexity of a text, computed exactly as llama.cpp's llama-perplexity does.
     Perplexity(perplexity::PerplexityArgs),
     /// Print the token ids of a text.
@@ -57,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Batch(a) => batch::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Imatrix(a) => imatrix::run(a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Synth(a) => synth::run(a),

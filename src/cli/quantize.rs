@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use smoe::convert::{quantize, OutType, QuantizeOptions};
+use smoe::convert::{quantize_with, ImatrixInput, OutType, QuantizeOptions};
+use smoe::imatrix::Imatrix;
 
 use super::common::init_threads;
 
@@ -16,10 +18,17 @@ pub struct QuantizeArgs {
     pub input: PathBuf,
     /// The GGUF file to write.
     pub output: PathBuf,
-    /// Weight type: q4_0, q8_0, f16, bf16 or f32. Norms and the router stay f32; with q4_0,
-    /// attn_k/attn_v and the output matrix use q8_0 unless --pure.
+    /// Weight type: q4_0, q8_0, f16, bf16, f32, or one of llama.cpp's K-quant mixes q4_k_m,
+    /// q4_k_s, q5_k_m, q5_k_s, q6_k (per-tensor types as llama-quantize chooses them: Q6_K output,
+    /// Q8_0 attn_k/attn_v with 8 experts, Q6_K for half the ffn_down layers in the _m mixes...).
+    /// Norms and the router stay f32; with q4_0, attn_k/attn_v and the output matrix use q8_0
+    /// unless --pure. Rows too short for 256-element blocks fall back as llama.cpp's do.
     #[arg(long = "type", default_value = "q4_0")]
     pub ty: OutType,
+    /// Importance matrix (GGUF, from `smoe imatrix` or llama-imatrix): the quantizers weigh each
+    /// column's error by its mean squared activation, per expert for expert tensors.
+    #[arg(long)]
+    pub imatrix: Option<PathBuf>,
     /// Put every matrix in the chosen type (no per-tensor exceptions), as llama-quantize --pure.
     #[arg(long)]
     pub pure: bool,
@@ -39,13 +48,31 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let s = quantize(
+    let imatrix = match &a.imatrix {
+        Some(p) => {
+            let m = Imatrix::read(p).with_context(|| format!("reading imatrix {}", p.display()))?;
+            eprintln!(
+                "smoe: imatrix {}: {} entries from {} chunks of {} tokens",
+                p.display(),
+                m.entries.len(),
+                m.chunk_count,
+                m.chunk_size
+            );
+            Some((m, p))
+        }
+        None => None,
+    };
+    let s = quantize_with(
         &a.input,
         &a.output,
         QuantizeOptions {
             ty: a.ty,
             pure: a.pure,
         },
+        imatrix.as_ref().map(|(m, p)| ImatrixInput {
+            imatrix: m,
+            path: p.as_path(),
+        }),
         &progress,
     )?;
     bar.finish_and_clear();

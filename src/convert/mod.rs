@@ -6,6 +6,7 @@
 //! quantized in parallel on rayon, written in order — so memory stays bounded whatever the model size.
 
 pub mod hf;
+pub mod mix;
 mod plan;
 
 use std::fs::File;
@@ -14,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use smoe_quant::format::quantize_row;
-use smoe_quant::GgmlType;
+use smoe_quant::format::{quantize_row, quantize_row_weighted};
 
+pub use mix::Role;
 pub use plan::{OutType, Source, TensorPlan};
 
 use crate::gguf::GgufPlan;
+use crate::imatrix::Imatrix;
 use crate::tokenizer::Vocab;
 use crate::{Error, Result};
 use hf::{to_f32, HfConfig, HfWeights};
@@ -45,6 +47,14 @@ pub struct Summary {
 /// Elements converted per slab (bounds the memory in flight: ~4M f32 plus their quantized bytes).
 const SLAB_ELEMENTS: usize = 1 << 22;
 
+/// An importance matrix for [`quantize_with`], and the file it came from (recorded in the output's
+/// metadata as llama-quantize records it).
+#[derive(Clone, Copy, Debug)]
+pub struct ImatrixInput<'a> {
+    pub imatrix: &'a Imatrix,
+    pub path: &'a Path,
+}
+
 /// Converts the model folder `input` into the GGUF file `output`. `progress(done, total)` reports
 /// input bytes consumed. The file is written under a temporary name in the output folder and renamed
 /// at the end, so an interrupted run never leaves a file that looks valid.
@@ -52,6 +62,18 @@ pub fn quantize(
     input: &Path,
     output: &Path,
     opts: QuantizeOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Summary> {
+    quantize_with(input, output, opts, None, progress)
+}
+
+/// [`quantize`], weighting each column by an importance matrix (llama-quantize `--imatrix`):
+/// Q4_0..Q5_1 and the K-quants use their weighted quantizers for every tensor the imatrix covers.
+pub fn quantize_with(
+    input: &Path,
+    output: &Path,
+    opts: QuantizeOptions,
+    imatrix: Option<ImatrixInput>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Summary> {
     let t0 = Instant::now();
@@ -72,7 +94,7 @@ pub fn quantize(
             ),
         });
     }
-    let tensors = plan::plan(&cfg, &weights, opts)?;
+    let tensors = plan::plan(&cfg, &weights, opts, imatrix.is_some())?;
     let name = cfg
         .name_or_path
         .clone()
@@ -81,6 +103,9 @@ pub fn quantize(
         .unwrap_or_else(|| "mixtral".into());
     let mut gplan = GgufPlan::new();
     plan::add_metadata(&mut gplan, &cfg, &vocab, &name, opts.ty)?;
+    if let Some(im) = imatrix {
+        plan::add_imatrix_metadata(&mut gplan, im.imatrix, im.path)?;
+    }
     for t in &tensors {
         gplan.add_tensor(t.name.clone(), t.ty, &t.dims)?;
     }
@@ -108,7 +133,18 @@ pub fn quantize(
         let mut slab_f32 = Vec::new();
         let mut slab_out = Vec::new();
         for t in &tensors {
-            write_tensor(t, &weights, &mut w, &mut slab_f32, &mut slab_out)?;
+            let importance = match imatrix {
+                Some(im) if t.ty.is_quantized() => {
+                    im.imatrix
+                        .importance(&t.name, t.sources.len(), t.n_cols())?
+                }
+                _ => None,
+            };
+            let slabs = Slabs {
+                f32s: &mut slab_f32,
+                out: &mut slab_out,
+            };
+            write_tensor(t, &weights, &mut w, slabs, importance.as_deref())?;
             done += t.input_bytes(&weights);
             progress(done, input_bytes);
         }
@@ -140,15 +176,26 @@ pub fn quantize(
     })
 }
 
+/// Reused buffers for one slab of rows: f32 values and their quantized bytes.
+struct Slabs<'a> {
+    f32s: &'a mut Vec<f32>,
+    out: &'a mut Vec<u8>,
+}
+
 /// Produces one output tensor slab by slab: each slab is a run of output rows, converted to f32
 /// (with the Q/K row permutation applied) and quantized in parallel, then written.
+/// `importance` [n_sources, n_cols]: per source (expert) column weights for the quantizer.
 fn write_tensor<W: std::io::Write>(
     t: &TensorPlan,
     weights: &HfWeights,
     w: &mut crate::gguf::GgufWriter<W>,
-    slab_f32: &mut Vec<f32>,
-    slab_out: &mut Vec<u8>,
+    slabs: Slabs,
+    importance: Option<&[f32]>,
 ) -> Result<()> {
+    let Slabs {
+        f32s: slab_f32,
+        out: slab_out,
+    } = slabs;
     let n_cols = t.n_cols();
     let row_bytes =
         t.ty.row_bytes(n_cols as u64)
@@ -159,7 +206,8 @@ fn write_tensor<W: std::io::Write>(
                 ),
             })? as usize;
     let rows_per_slab = (SLAB_ELEMENTS / n_cols).max(1);
-    for src in &t.sources {
+    for (i_src, src) in t.sources.iter().enumerate() {
+        let qw = importance.map(|w| &w[i_src * n_cols..(i_src + 1) * n_cols]);
         let ht = weights.get(&src.hf_name, &src.shape)?;
         let bytes = weights.bytes(ht);
         let esz = hf::dtype_size(ht.dtype);
@@ -181,7 +229,10 @@ fn write_tensor<W: std::io::Write>(
                         &bytes[r * n_cols * esz..(r + 1) * n_cols * esz],
                         row,
                     );
-                    quantize_row(ty, row, out)
+                    match qw {
+                        Some(qw) => quantize_row_weighted(ty, row, out, qw),
+                        None => quantize_row(ty, row, out),
+                    }
                 })
                 .map_err(|e| Error::Convert {
                     what: format!("tensor '{}': {e}", t.name),
@@ -191,16 +242,4 @@ fn write_tensor<W: std::io::Write>(
         weights.release(ht);
     }
     Ok(())
-}
-
-impl OutType {
-    pub fn ggml(self) -> GgmlType {
-        match self {
-            OutType::Q4_0 => GgmlType::Q4_0,
-            OutType::Q8_0 => GgmlType::Q8_0,
-            OutType::F16 => GgmlType::F16,
-            OutType::BF16 => GgmlType::BF16,
-            OutType::F32 => GgmlType::F32,
-        }
-    }
 }

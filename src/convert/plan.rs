@@ -1,15 +1,16 @@
 //! What the converter writes: GGUF names, types and shapes for each Hugging Face tensor, the
-//! metadata keys, and llama.cpp's per-tensor type choices.
+//! metadata keys. The per-tensor type choices (llama.cpp's mixes) are in [`super::mix`].
 
 use smoe_quant::GgmlType;
 
 use super::hf::{dtype_size, HfConfig, HfWeights};
+use super::mix::{tensor_type, MixModel, MixTensor, Role};
 use super::QuantizeOptions;
 use crate::gguf::{Array, GgufPlan, ValueType};
 use crate::tokenizer::Vocab;
 use crate::{Error, Result};
 
-/// The `--type` choices.
+/// The `--type` choices: a single type, or one of llama.cpp's K-quant mixes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutType {
     Q4_0,
@@ -17,23 +18,54 @@ pub enum OutType {
     F16,
     BF16,
     F32,
+    /// Q4_K_M: Q4_K, with Q6_K for half the ffn_down layers, Q5_K attn_output, Q8_0 attn_k/v.
+    Q4KM,
+    /// Q4_K_S: Q4_K, with Q5_K for the first eighth of ffn_down and for attn_output.
+    Q4KS,
+    /// Q5_K_M: Q5_K, with Q6_K for half the ffn_down layers.
+    Q5KM,
+    /// Q5_K_S: Q5_K.
+    Q5KS,
+    /// Q6_K: Q6_K everywhere.
+    Q6K,
 }
+
+/// `--type` names, as llama-quantize spells them (case-insensitive).
+const TYPE_NAMES: [(&str, OutType); 10] = [
+    ("q4_0", OutType::Q4_0),
+    ("q8_0", OutType::Q8_0),
+    ("f16", OutType::F16),
+    ("bf16", OutType::BF16),
+    ("f32", OutType::F32),
+    ("q4_k_m", OutType::Q4KM),
+    ("q4_k_s", OutType::Q4KS),
+    ("q5_k_m", OutType::Q5KM),
+    ("q5_k_s", OutType::Q5KS),
+    ("q6_k", OutType::Q6K),
+];
 
 impl std::str::FromStr for OutType {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Ok(match s.to_ascii_lowercase().as_str() {
-            "q4_0" => OutType::Q4_0,
-            "q8_0" => OutType::Q8_0,
-            "f16" => OutType::F16,
-            "bf16" => OutType::BF16,
-            "f32" => OutType::F32,
-            _ => {
-                return Err(format!(
-                    "unknown type '{s}': expected q4_0, q8_0, f16, bf16 or f32"
-                ))
-            }
-        })
+        let lower = s.to_ascii_lowercase();
+        TYPE_NAMES
+            .iter()
+            .find(|(name, _)| *name == lower)
+            .map(|&(_, ty)| ty)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TYPE_NAMES.iter().map(|(n, _)| *n).collect();
+                format!("unknown type '{s}': expected one of {}", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for OutType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = TYPE_NAMES
+            .iter()
+            .find(|(_, t)| t == self)
+            .map_or("?", |(n, _)| n);
+        f.write_str(name)
     }
 }
 
@@ -45,7 +77,34 @@ impl OutType {
             OutType::F16 => 1,
             OutType::Q4_0 => 2,
             OutType::Q8_0 => 7,
+            OutType::Q4KS => 14,
+            OutType::Q4KM => 15,
+            OutType::Q5KS => 16,
+            OutType::Q5KM => 17,
+            OutType::Q6K => 18,
             OutType::BF16 => 32,
+        }
+    }
+
+    /// One of llama.cpp's K-quant mixes.
+    pub fn is_k_mix(self) -> bool {
+        matches!(
+            self,
+            OutType::Q4KM | OutType::Q4KS | OutType::Q5KM | OutType::Q5KS | OutType::Q6K
+        )
+    }
+
+    /// The type most matrices get (the mix's base type).
+    pub fn ggml(self) -> GgmlType {
+        match self {
+            OutType::Q4_0 => GgmlType::Q4_0,
+            OutType::Q8_0 => GgmlType::Q8_0,
+            OutType::F16 => GgmlType::F16,
+            OutType::BF16 => GgmlType::BF16,
+            OutType::F32 => GgmlType::F32,
+            OutType::Q4KM | OutType::Q4KS => GgmlType::Q4K,
+            OutType::Q5KM | OutType::Q5KS => GgmlType::Q5K,
+            OutType::Q6K => GgmlType::Q6K,
         }
     }
 }
@@ -93,6 +152,8 @@ pub struct TensorPlan {
     pub dims: Vec<u64>,
     /// Concatenated in order (the experts of a stacked tensor).
     pub sources: Vec<Source>,
+    /// What the tensor is (the type choice and the importance matrix go by it).
+    pub role: Role,
 }
 
 impl TensorPlan {
@@ -111,49 +172,36 @@ impl TensorPlan {
     }
 }
 
-/// Kinds of tensor that get different types.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Norm,
-    Router,
-    Embedding,
-    Output,
-    AttnKv,
-    Matrix,
-}
-
-/// llama.cpp's choices: norms and the router stay F32; for q4_0 the output matrix goes to Q8_0 and,
-/// in 8-expert models, attn_k and attn_v too; a matrix whose rows are not whole blocks falls back
-/// to F16. `pure` applies the chosen type to every matrix.
-fn choose(kind: Kind, n_cols: usize, opts: QuantizeOptions, n_expert: usize) -> GgmlType {
-    let base = opts.ty.ggml();
-    let ty = match kind {
-        Kind::Norm | Kind::Router => return GgmlType::F32,
-        _ if opts.pure => base,
-        Kind::Output if opts.ty == OutType::Q4_0 => GgmlType::Q8_0,
-        Kind::AttnKv if opts.ty == OutType::Q4_0 && n_expert == 8 => GgmlType::Q8_0,
-        Kind::Embedding | Kind::Output | Kind::AttnKv | Kind::Matrix => base,
-    };
-    if n_cols % ty.block_size() != 0 {
-        GgmlType::F16
-    } else {
-        ty
-    }
-}
-
 /// Plans every output tensor, in llama.cpp's order (embedding, layers, output norm, output).
-pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<TensorPlan>> {
+/// `has_imatrix`: an importance matrix will be used (one of llama.cpp's rules depends on it).
+pub fn plan(
+    cfg: &HfConfig,
+    w: &HfWeights,
+    opts: QuantizeOptions,
+    has_imatrix: bool,
+) -> Result<Vec<TensorPlan>> {
     let (n_embd, n_ff, n_vocab) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let (n_head, n_head_kv, hd) = (cfg.num_attention_heads, cfg.n_head_kv(), cfg.head_dim());
     let n_expert = cfg.num_local_experts;
+    let model = MixModel {
+        n_layer: cfg.num_hidden_layers,
+        n_expert,
+        has_imatrix,
+    };
     let mut out = Vec::new();
-    let mut add = |name: String, kind: Kind, sources: Vec<Source>, dims: Vec<u64>| {
-        let ty = choose(kind, dims[0] as usize, opts, n_expert);
+    let mut add = |name: String, role: Role, sources: Vec<Source>, dims: Vec<u64>| {
+        let il = name
+            .strip_prefix("blk.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|n| n.parse().ok());
+        let n_cols = dims[0] as usize;
+        let ty = tensor_type(opts.ty, opts.pure, model, MixTensor { role, il, n_cols });
         out.push(TensorPlan {
             name,
             ty,
             dims,
             sources,
+            role,
         });
     };
     let src = |hf: String, shape: Vec<usize>, permute_heads: Option<usize>| Source {
@@ -166,7 +214,7 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
 
     add(
         "token_embd.weight".into(),
-        Kind::Embedding,
+        Role::TokenEmbd,
         mat("model.embed_tokens.weight".into(), n_vocab, n_embd),
         vec![n_embd as u64, n_vocab as u64],
     );
@@ -181,13 +229,13 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
         );
         add(
             g("attn_norm.weight"),
-            Kind::Norm,
+            Role::Norm,
             vec1(format!("{p}.input_layernorm.weight"), n_embd),
             vec![e],
         );
         add(
             g("attn_q.weight"),
-            Kind::Matrix,
+            Role::AttnQ,
             vec![src(
                 format!("{p}.self_attn.q_proj.weight"),
                 vec![n_head * hd, n_embd],
@@ -197,7 +245,7 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
         );
         add(
             g("attn_k.weight"),
-            Kind::AttnKv,
+            Role::AttnK,
             vec![src(
                 format!("{p}.self_attn.k_proj.weight"),
                 vec![n_head_kv * hd, n_embd],
@@ -207,7 +255,7 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
         );
         add(
             g("attn_v.weight"),
-            Kind::AttnKv,
+            Role::AttnV,
             mat(
                 format!("{p}.self_attn.v_proj.weight"),
                 n_head_kv * hd,
@@ -217,19 +265,19 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
         );
         add(
             g("attn_output.weight"),
-            Kind::Matrix,
+            Role::AttnOutput,
             mat(format!("{p}.self_attn.o_proj.weight"), n_embd, n_head * hd),
             vec![q, e],
         );
         add(
             g("ffn_norm.weight"),
-            Kind::Norm,
+            Role::Norm,
             vec1(format!("{p}.post_attention_layernorm.weight"), n_embd),
             vec![e],
         );
         add(
             g("ffn_gate_inp.weight"),
-            Kind::Router,
+            Role::Router,
             mat(
                 format!("{p}.block_sparse_moe.gate.weight"),
                 n_expert,
@@ -251,26 +299,26 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
         let ne = n_expert as u64;
         add(
             g("ffn_gate_exps.weight"),
-            Kind::Matrix,
+            Role::FfnGate,
             experts("w1", n_ff, n_embd),
             vec![e, f, ne],
         );
         add(
             g("ffn_down_exps.weight"),
-            Kind::Matrix,
+            Role::FfnDown,
             experts("w2", n_embd, n_ff),
             vec![f, e, ne],
         );
         add(
             g("ffn_up_exps.weight"),
-            Kind::Matrix,
+            Role::FfnUp,
             experts("w3", n_ff, n_embd),
             vec![e, f, ne],
         );
     }
     add(
         "output_norm.weight".into(),
-        Kind::Norm,
+        Role::Norm,
         vec1("model.norm.weight".into(), n_embd),
         vec![n_embd as u64],
     );
@@ -281,7 +329,7 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
     };
     add(
         "output.weight".into(),
-        Kind::Output,
+        Role::Output,
         mat(lm_head.into(), n_vocab, n_embd),
         vec![n_embd as u64, n_vocab as u64],
     );
@@ -303,6 +351,37 @@ pub fn plan(cfg: &HfConfig, w: &HfWeights, opts: QuantizeOptions) -> Result<Vec<
         }
     }
     Ok(out)
+}
+
+/// The keys llama-quantize adds when it uses an importance matrix.
+pub fn add_imatrix_metadata(
+    p: &mut GgufPlan,
+    imatrix: &crate::imatrix::Imatrix,
+    path: &std::path::Path,
+) -> Result<()> {
+    // llama-quantize stores these through 128-byte override slots: at most 127 bytes each.
+    let clip = |s: String| -> String {
+        let mut end = s.len().min(127);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s[..end].to_string()
+    };
+    p.add_kv(
+        "quantize.imatrix.file",
+        clip(path.display().to_string()).as_str(),
+    )?;
+    if let Some(d) = imatrix.datasets.first() {
+        p.add_kv("quantize.imatrix.dataset", clip(d.clone()).as_str())?;
+    }
+    p.add_kv(
+        "quantize.imatrix.entries_count",
+        imatrix.entries.len() as u32,
+    )?;
+    if imatrix.chunk_count > 0 {
+        p.add_kv("quantize.imatrix.chunks_count", imatrix.chunk_count)?;
+    }
+    Ok(())
 }
 
 /// The metadata llama.cpp's converter writes for Mixtral (architecture `llama`), and the tokenizer.

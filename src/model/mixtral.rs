@@ -8,6 +8,7 @@ use super::config::Config;
 use super::kv_cache::KvCache;
 use super::moe::{experts, route, MoeScratch, Route};
 use super::norm::rms_norm;
+use super::observe::{Hook, Site};
 use super::pager::{dense_bytes, expert_budget, lock_dense, mark_experts, memory_available, Pager};
 use super::rope::Rope;
 use super::weights::{LayerWeights, Weights};
@@ -213,6 +214,18 @@ impl<'a> Mixtral<'a> {
     /// Tokens of one sequence must come in position order, and every earlier position of that
     /// sequence must already be in the cache (or in this batch, before it).
     pub fn forward(&self, batch: &[BatchToken], kv: &mut KvCache, s: &mut Scratch) -> Result<()> {
+        self.forward_observed(batch, kv, s, &mut Hook::none())
+    }
+
+    /// [`Mixtral::forward`], reporting the input rows of every matrix multiplication to `hook`
+    /// (for importance matrices).
+    pub fn forward_observed(
+        &self,
+        batch: &[BatchToken],
+        kv: &mut KvCache,
+        s: &mut Scratch,
+        hook: &mut Hook,
+    ) -> Result<()> {
         let cfg = &self.cfg;
         let n = batch.len();
         if n == 0 {
@@ -226,8 +239,8 @@ impl<'a> Mixtral<'a> {
                 .dequantize_row_into(tok.id as usize, &mut s.x[t * n_embd..(t + 1) * n_embd])?;
         }
         for (il, lw) in self.w.layers.iter().enumerate() {
-            self.attention_block(il, lw, batch, kv, s)?;
-            self.moe_block(il, lw, n, s)?;
+            self.attention_block(il, lw, batch, kv, s, hook)?;
+            self.moe_block(il, lw, n, s, hook)?;
         }
         s.want.clear();
         s.want.extend((0..n).filter(|&t| batch[t].logits));
@@ -244,6 +257,7 @@ impl<'a> Mixtral<'a> {
             return Ok(());
         }
         s.acts.set_rows(&s.xn[..m * n_embd], n_embd)?;
+        hook.see(0, Site::Output, None, &s.xn[..m * n_embd], n_embd);
         matmul(&self.w.output, &s.acts, &mut s.logits[..m * cfg.n_vocab])?;
         Ok(())
     }
@@ -256,11 +270,15 @@ impl<'a> Mixtral<'a> {
         batch: &[BatchToken],
         kv: &mut KvCache,
         s: &mut Scratch,
+        hook: &mut Hook,
     ) -> Result<()> {
         let cfg = &self.cfg;
         let (n, n_embd, q_dim, kv_dim) = (batch.len(), cfg.n_embd, cfg.q_dim(), cfg.kv_dim());
         norm_rows(&s.x, &lw.attn_norm, cfg.rms_eps, n, &mut s.xn);
         s.acts.set_rows(&s.xn[..n * n_embd], n_embd)?;
+        for site in [Site::AttnQ, Site::AttnK, Site::AttnV] {
+            hook.see(il, site, None, &s.xn[..n * n_embd], n_embd);
+        }
         matmul(&lw.wq, &s.acts, &mut s.q[..n * q_dim])?;
         matmul(&lw.wk, &s.acts, &mut s.k[..n * kv_dim])?;
         matmul(&lw.wv, &s.acts, &mut s.v[..n * kv_dim])?;
@@ -300,21 +318,40 @@ impl<'a> Mixtral<'a> {
             );
         }
         s.acts.set_rows(&s.attn[..n * q_dim], q_dim)?;
+        hook.see(il, Site::AttnOutput, None, &s.attn[..n * q_dim], q_dim);
         matmul(&lw.wo, &s.acts, &mut s.proj[..n * n_embd])?;
         add_into(&mut s.x[..n * n_embd], &s.proj[..n * n_embd]);
         Ok(())
     }
 
     /// x += Σ_chosen weight · expert(ffn_norm(x)).
-    fn moe_block(&self, il: usize, lw: &LayerWeights, n: usize, s: &mut Scratch) -> Result<()> {
+    fn moe_block(
+        &self,
+        il: usize,
+        lw: &LayerWeights,
+        n: usize,
+        s: &mut Scratch,
+        hook: &mut Hook,
+    ) -> Result<()> {
         let cfg = &self.cfg;
         let (n_embd, k) = (cfg.n_embd, cfg.n_expert_used);
         norm_rows(&s.x, &lw.ffn_norm, cfg.rms_eps, n, &mut s.xn);
         s.acts.set_rows(&s.xn[..n * n_embd], n_embd)?;
+        hook.see(il, Site::Router, None, &s.xn[..n * n_embd], n_embd);
         route(&lw.router, &s.acts, k, &mut s.router_logits, &mut s.routes)?;
         for r in &s.routes[..n * k] {
             if let Some(u) = s.expert_uses.get_mut(il * cfg.n_expert + r.expert) {
                 *u += 1;
+            }
+        }
+        if hook.is_on() {
+            // Each token's normalized input goes into the gate and up matrices of its experts.
+            for (t, rt) in s.routes[..n * k].chunks_exact(k).enumerate() {
+                let row = &s.xn[t * n_embd..(t + 1) * n_embd];
+                for r in rt {
+                    hook.see(il, Site::FfnGateExps, Some(r.expert), row, n_embd);
+                    hook.see(il, Site::FfnUpExps, Some(r.expert), row, n_embd);
+                }
             }
         }
         if let Some(pager) = &self.pager {
@@ -340,6 +377,7 @@ impl<'a> Mixtral<'a> {
             k,
             &mut s.moe,
             &mut s.proj[..n * n_embd],
+            &mut |e, hidden, n_ff| hook.see(il, Site::FfnDownExps, Some(e), hidden, n_ff),
         )?;
         add_into(&mut s.x[..n * n_embd], &s.proj[..n * n_embd]);
         Ok(())

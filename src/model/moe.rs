@@ -90,6 +90,7 @@ impl MoeScratch {
 
 /// Experts: `out` [n_tok, n_embd] = Σ over each token's routes of weight · down(silu(gate·x) * (up·x)).
 /// Experts run in index order, so a token's sum has the same order in any batch.
+/// `on_hidden(e, rows, n_ff)` sees expert `e`'s down-projection input `rows` [m, n_ff].
 pub fn experts(
     experts: &[Expert],
     xn: &Activations,
@@ -97,6 +98,7 @@ pub fn experts(
     k: usize,
     s: &mut MoeScratch,
     out: &mut [f32],
+    on_hidden: &mut dyn FnMut(usize, &[f32], usize),
 ) -> Result<()> {
     let (n_tok, n_embd) = (xn.n_tok(), xn.n_cols());
     out[..n_tok * n_embd].fill(0.0);
@@ -120,6 +122,7 @@ pub fn experts(
         for (g, u) in s.gate[..m * n_ff].iter_mut().zip(&s.up[..m * n_ff]) {
             *g = silu(*g) * u;
         }
+        on_hidden(e, &s.gate[..m * n_ff], n_ff);
         s.hidden.set_rows(&s.gate[..m * n_ff], n_ff)?;
         matmul(&ex.down, &s.hidden, &mut s.down[..m * n_embd])?;
         for (i, (&t, &w)) in s.members.iter().zip(&s.member_weights).enumerate() {

@@ -18,7 +18,8 @@ pub fn tiny_dir() -> PathBuf {
 
 static LOCK: Mutex<()> = Mutex::new(());
 
-/// The tiny Mixtral converted to `ty` (q4_0, q8_0, f16, bf16, f32) by `smoe quantize`.
+/// The tiny Mixtral converted to `ty` (any `--type`: q4_0, q8_0, f16, bf16, f32, q4_k_m, ...) by
+/// `smoe quantize`.
 pub fn tiny_gguf(ty: &str) -> PathBuf {
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tiny-mixtral-{ty}.gguf"));

@@ -1,6 +1,7 @@
 //! Block formats: one module per ggml block type, each with a `#[repr(C)]` block struct (size
 //! asserted against [`GgmlType::type_size`]) and scalar quantize / dequantize. The scalar code is
-//! the spec: it is bit-identical to the `gguf` Python package (see `quant/tests/vectors.rs`).
+//! the spec: it is bit-identical to the `gguf` Python package, and the K-quant quantizers to
+//! llama.cpp's `ggml-quants.c` (see `quant/tests/vectors.rs`).
 //!
 //! The byte-level entry points [`dequantize_row`] and [`quantize_row`] take GGUF tensor data as
 //! `&[u8]`, aligned or not.
@@ -10,6 +11,7 @@ use bytemuck::Pod;
 use crate::{GgmlType, QuantError, Result};
 
 pub mod f16;
+pub mod k_search;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
@@ -56,6 +58,15 @@ pub trait QuantizeBlock<const N: usize>: Block<N> {
     fn quantize(x: &[f32; N]) -> Self;
 }
 
+/// A block type with an importance-weighted quantizer (llama.cpp's `quantize_q*` given an
+/// importance matrix).
+pub trait QuantizeWeighted<const N: usize>: QuantizeBlock<N> {
+    /// Quantizes `N` values with per-element importances `qw`. `row_sigma2` is the mean of `x²`
+    /// over the whole row the block belongs to (the 32-element types use it; the K-quants use
+    /// their own super-block's).
+    fn quantize_weighted(x: &[f32; N], qw: &[f32; N], row_sigma2: f32) -> Self;
+}
+
 /// Dequantizes one row of `dst.len()` elements stored as `ty` in `src`.
 ///
 /// `src.len()` must be exactly `ty.row_bytes(dst.len())`; `src` need not be aligned.
@@ -97,8 +108,8 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
 /// Quantizes one row `src` into `dst` as `ty` (the reference quantizers).
 ///
 /// `dst.len()` must be exactly `ty.row_bytes(src.len())`; `dst` need not be aligned.
-/// Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (bit-identical to the `gguf` package)
-/// and Q8_K (llama.cpp's `quantize_row_q8_K_ref`).
+/// Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (bit-identical to the `gguf` package),
+/// Q2_K..Q6_K (llama.cpp's `quantize_row_q*_K_ref`) and Q8_K (`quantize_row_q8_K_ref`).
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
     use GgmlType as T;
     check_len(ty, dst.len(), src.len())?;
@@ -123,8 +134,49 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
         T::Q5_0 => quantize_blocks::<BlockQ5_0, 32>(src, dst)?,
         T::Q5_1 => quantize_blocks::<BlockQ5_1, 32>(src, dst)?,
         T::Q8_0 => quantize_blocks::<BlockQ8_0, 32>(src, dst)?,
+        T::Q2K => quantize_blocks::<BlockQ2K, 256>(src, dst)?,
+        T::Q3K => quantize_blocks::<BlockQ3K, 256>(src, dst)?,
+        T::Q4K => quantize_blocks::<BlockQ4K, 256>(src, dst)?,
+        T::Q5K => quantize_blocks::<BlockQ5K, 256>(src, dst)?,
+        T::Q6K => quantize_blocks::<BlockQ6K, 256>(src, dst)?,
         T::Q8K => quantize_blocks::<BlockQ8K, 256>(src, dst)?,
         other => return Err(QuantError::Unsupported(other)),
+    }
+    Ok(())
+}
+
+/// Quantizes one row `src` into `dst` as `ty`, weighting each column by its importance
+/// `qw[c]` (an importance matrix's mean squared activation of input channel `c`), as llama.cpp's
+/// `quantize_q*(src, dst, 1, n, qw)` does. `qw.len()` must equal `src.len()`.
+///
+/// Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K..Q6_K have weighted quantizers; every other type ignores
+/// `qw` and quantizes as [`quantize_row`] (llama.cpp's Q8_0 ignores it too).
+pub fn quantize_row_weighted(ty: GgmlType, src: &[f32], dst: &mut [u8], qw: &[f32]) -> Result<()> {
+    use GgmlType as T;
+    check_len(ty, dst.len(), src.len())?;
+    if qw.len() != src.len() {
+        return Err(QuantError::Shape {
+            ty,
+            what: format!(
+                "importance weights: {} for a row of {} elements",
+                qw.len(),
+                src.len()
+            ),
+        });
+    }
+    // The 32-element types weigh by the row's mean square, the K-quants by their super-block's.
+    let row_sigma2 = || k_search::sum_squares(src) / src.len() as f32;
+    match ty {
+        T::Q4_0 => quantize_blocks_weighted::<BlockQ4_0, 32>(src, dst, qw, row_sigma2())?,
+        T::Q4_1 => quantize_blocks_weighted::<BlockQ4_1, 32>(src, dst, qw, row_sigma2())?,
+        T::Q5_0 => quantize_blocks_weighted::<BlockQ5_0, 32>(src, dst, qw, row_sigma2())?,
+        T::Q5_1 => quantize_blocks_weighted::<BlockQ5_1, 32>(src, dst, qw, row_sigma2())?,
+        T::Q2K => quantize_blocks_weighted::<BlockQ2K, 256>(src, dst, qw, 0.0)?,
+        T::Q3K => quantize_blocks_weighted::<BlockQ3K, 256>(src, dst, qw, 0.0)?,
+        T::Q4K => quantize_blocks_weighted::<BlockQ4K, 256>(src, dst, qw, 0.0)?,
+        T::Q5K => quantize_blocks_weighted::<BlockQ5K, 256>(src, dst, qw, 0.0)?,
+        T::Q6K => quantize_blocks_weighted::<BlockQ6K, 256>(src, dst, qw, 0.0)?,
+        _ => return quantize_row(ty, src, dst),
     }
     Ok(())
 }
@@ -187,6 +239,25 @@ fn quantize_blocks<B: QuantizeBlock<N>, const N: usize>(src: &[f32], dst: &mut [
     {
         let x: &[f32; N] = x.try_into().map_err(|_| chunk_error(B::TYPE))?;
         bytes.copy_from_slice(bytemuck::bytes_of(&B::quantize(x)));
+    }
+    Ok(())
+}
+
+/// Quantizes whole blocks with importance weights; lengths were checked by the caller.
+fn quantize_blocks_weighted<B: QuantizeWeighted<N>, const N: usize>(
+    src: &[f32],
+    dst: &mut [u8],
+    qw: &[f32],
+    row_sigma2: f32,
+) -> Result<()> {
+    for ((x, w), bytes) in src
+        .chunks_exact(N)
+        .zip(qw.chunks_exact(N))
+        .zip(dst.chunks_exact_mut(size_of::<B>()))
+    {
+        let x: &[f32; N] = x.try_into().map_err(|_| chunk_error(B::TYPE))?;
+        let w: &[f32; N] = w.try_into().map_err(|_| chunk_error(B::TYPE))?;
+        bytes.copy_from_slice(bytemuck::bytes_of(&B::quantize_weighted(x, w, row_sigma2)));
     }
     Ok(())
 }
@@ -262,8 +333,12 @@ mod tests {
             Err(QuantError::Unsupported(GgmlType::Iq2Xxs))
         ));
         assert!(matches!(
-            quantize_row(GgmlType::Q2K, &[0.0; 256], &mut [0u8; 84]),
-            Err(QuantError::Unsupported(GgmlType::Q2K))
+            quantize_row(GgmlType::Iq4Xs, &[0.0; 256], &mut [0u8; 136]),
+            Err(QuantError::Unsupported(GgmlType::Iq4Xs))
+        ));
+        assert!(matches!(
+            quantize_row_weighted(GgmlType::Q4K, &[0.0; 256], &mut [0u8; 144], &[1.0; 255]),
+            Err(QuantError::Shape { .. })
         ));
     }
 

@@ -7,7 +7,10 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::{argmax_abs, f16_to_f32, f32_to_f16, inv_or_zero, Block, QuantizeBlock};
+use super::k_search::{importance, make_qx_quants, to_f16};
+use super::{
+    argmax_abs, f16_to_f32, f32_to_f16, inv_or_zero, Block, QuantizeBlock, QuantizeWeighted,
+};
 use crate::GgmlType;
 
 /// Elements per block.
@@ -52,6 +55,21 @@ impl QuantizeBlock<QK4_0> for BlockQ4_0 {
         Self {
             d: f32_to_f16(d),
             qs,
+        }
+    }
+}
+
+impl QuantizeWeighted<QK4_0> for BlockQ4_0 {
+    /// llama.cpp's `quantize_q4_0` with an importance matrix (`quantize_row_q4_0_impl`):
+    /// weights `qw · sqrt(row_sigma2 + x²)`, the scale fitted by `make_qx_quants`.
+    fn quantize_weighted(x: &[f32; QK4_0], qw: &[f32; QK4_0], row_sigma2: f32) -> Self {
+        let mut weight = [0f32; QK4_0];
+        importance(qw, x, row_sigma2, &mut weight);
+        let mut l = [0i8; QK4_0];
+        let d = make_qx_quants(8, x, &mut l, Some(&weight));
+        Self {
+            d: to_f16(d),
+            qs: std::array::from_fn(|j| l[j] as u8 | ((l[j + QK4_0 / 2] as u8) << 4)),
         }
     }
 }

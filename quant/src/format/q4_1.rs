@@ -6,7 +6,9 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::{f16_to_f32, f32_to_f16, inv_or_zero, Block, QuantizeBlock};
+use super::k_search::{importance, make_qkx_quants, to_f16};
+use super::q4_k::WEIGHTED_GRID;
+use super::{f16_to_f32, f32_to_f16, inv_or_zero, Block, QuantizeBlock, QuantizeWeighted};
 use crate::GgmlType;
 
 /// Elements per block.
@@ -53,6 +55,21 @@ impl QuantizeBlock<QK4_1> for BlockQ4_1 {
             d: f32_to_f16(d),
             m: f32_to_f16(min),
             qs,
+        }
+    }
+}
+
+impl QuantizeWeighted<QK4_1> for BlockQ4_1 {
+    /// llama.cpp's `quantize_q4_1` with an importance matrix (`quantize_row_q4_1_impl`).
+    fn quantize_weighted(x: &[f32; QK4_1], qw: &[f32; QK4_1], row_sigma2: f32) -> Self {
+        let mut weight = [0f32; QK4_1];
+        importance(qw, x, row_sigma2, &mut weight);
+        let (mut l, mut aux) = ([0u8; QK4_1], [0u8; QK4_1]);
+        let (d, the_min) = make_qkx_quants(15, x, &weight, &mut l, &mut aux, WEIGHTED_GRID);
+        Self {
+            d: to_f16(d),
+            m: to_f16(-the_min),
+            qs: std::array::from_fn(|j| l[j] | (l[j + QK4_1 / 2] << 4)),
         }
     }
 }

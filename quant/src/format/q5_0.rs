@@ -7,7 +7,10 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::{argmax_abs, f16_to_f32, f32_to_f16, inv_or_zero, Block, QuantizeBlock};
+use super::k_search::{importance, make_qx_quants, to_f16};
+use super::{
+    argmax_abs, f16_to_f32, f32_to_f16, inv_or_zero, Block, QuantizeBlock, QuantizeWeighted,
+};
 use crate::GgmlType;
 
 /// Elements per block.
@@ -50,6 +53,22 @@ impl QuantizeBlock<QK5_0> for BlockQ5_0 {
         let q: [u8; QK5_0] = std::array::from_fn(|j| ((x[j] * id + 16.5).trunc() as u8).min(31));
         Self {
             d: f32_to_f16(d),
+            qh: super::pack_high_bits(&q).to_le_bytes(),
+            qs: std::array::from_fn(|j| (q[j] & 0x0f) | ((q[j + QK5_0 / 2] & 0x0f) << 4)),
+        }
+    }
+}
+
+impl QuantizeWeighted<QK5_0> for BlockQ5_0 {
+    /// llama.cpp's `quantize_q5_0` with an importance matrix (`quantize_row_q5_0_impl`).
+    fn quantize_weighted(x: &[f32; QK5_0], qw: &[f32; QK5_0], row_sigma2: f32) -> Self {
+        let mut weight = [0f32; QK5_0];
+        importance(qw, x, row_sigma2, &mut weight);
+        let mut l = [0i8; QK5_0];
+        let d = make_qx_quants(16, x, &mut l, Some(&weight));
+        let q: [u8; QK5_0] = l.map(|v| v as u8);
+        Self {
+            d: to_f16(d),
             qh: super::pack_high_bits(&q).to_le_bytes(),
             qs: std::array::from_fn(|j| (q[j] & 0x0f) | ((q[j + QK5_0 / 2] & 0x0f) << 4)),
         }

@@ -6,7 +6,9 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::{f16_to_f32, f32_to_f16, inv_or_zero, Block, QuantizeBlock};
+use super::k_search::{importance, make_qkx_quants, to_f16};
+use super::q4_k::WEIGHTED_GRID;
+use super::{f16_to_f32, f32_to_f16, inv_or_zero, Block, QuantizeBlock, QuantizeWeighted};
 use crate::GgmlType;
 
 /// Elements per block.
@@ -54,6 +56,22 @@ impl QuantizeBlock<QK5_1> for BlockQ5_1 {
         Self {
             d: f32_to_f16(d),
             m: f32_to_f16(min),
+            qh: super::pack_high_bits(&q).to_le_bytes(),
+            qs: std::array::from_fn(|j| (q[j] & 0x0f) | ((q[j + QK5_1 / 2] & 0x0f) << 4)),
+        }
+    }
+}
+
+impl QuantizeWeighted<QK5_1> for BlockQ5_1 {
+    /// llama.cpp's `quantize_q5_1` with an importance matrix (`quantize_row_q5_1_impl`).
+    fn quantize_weighted(x: &[f32; QK5_1], qw: &[f32; QK5_1], row_sigma2: f32) -> Self {
+        let mut weight = [0f32; QK5_1];
+        importance(qw, x, row_sigma2, &mut weight);
+        let (mut q, mut aux) = ([0u8; QK5_1], [0u8; QK5_1]);
+        let (d, the_min) = make_qkx_quants(31, x, &weight, &mut q, &mut aux, WEIGHTED_GRID);
+        Self {
+            d: to_f16(d),
+            m: to_f16(-the_min),
             qh: super::pack_high_bits(&q).to_le_bytes(),
             qs: std::array::from_fn(|j| (q[j] & 0x0f) | ((q[j + QK5_1 / 2] & 0x0f) << 4)),
         }

@@ -1,0 +1,187 @@
+//! Which ggml type each tensor gets: llama.cpp's mixes (`llama_tensor_get_type` in
+//! `src/llama-quant.cpp`) for the file types `smoe quantize` writes, restricted to what a Mixtral
+//! (architecture `llama`) has: separate Q/K/V, stacked experts, an untied output matrix.
+//!
+//! The rules, for the K-quant mixes:
+//! - the router (`ffn_gate_inp`) and the norms are not quantized (f32);
+//! - `output.weight` goes to Q6_K (Q8_0 when its rows are not whole 256-blocks);
+//! - in 8-expert models `attn_k` and `attn_v` go to Q8_0 (about 128 MB on Mixtral 8x7B);
+//!   otherwise `attn_v` gets Q6_K in the `use_more_bits` layers for Q4_K_M / Q5_K_M and Q5_K in
+//!   the first 4 layers for Q4_K_S;
+//! - `ffn_down` gets Q6_K in the `use_more_bits` layers for Q4_K_M / Q5_K_M, and Q5_K in the first
+//!   eighth of the layers for Q4_K_S;
+//! - `attn_output` gets Q5_K in 8-expert models for Q4_K_S / Q4_K_M;
+//! - everything else takes the file type's base type (Q4_K, Q5_K or Q6_K);
+//! - last, a type whose blocks do not divide the row falls back (`tensor_type_fallback`):
+//!   Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K / Q3_K → Q4_0, and to F16 when even 32 does not
+//!   divide the row.
+
+use smoe_quant::GgmlType;
+
+use super::OutType;
+
+/// What a tensor is, for the type choice (llama.cpp's `tensor_category`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Norm,
+    Router,
+    TokenEmbd,
+    Output,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnOutput,
+    FfnGate,
+    FfnUp,
+    FfnDown,
+}
+
+/// The model facts the rules look at.
+#[derive(Clone, Copy, Debug)]
+pub struct MixModel {
+    pub n_layer: usize,
+    pub n_expert: usize,
+    /// An importance matrix will be used.
+    pub has_imatrix: bool,
+}
+
+/// One tensor to place: its role, its layer (`il`, for per-layer tensors) and its row length.
+#[derive(Clone, Copy, Debug)]
+pub struct MixTensor {
+    pub role: Role,
+    pub il: Option<usize>,
+    pub n_cols: usize,
+}
+
+/// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third in between.
+pub fn use_more_bits(il: usize, n_layer: usize) -> bool {
+    il < n_layer / 8 || il >= 7 * n_layer / 8 || (il - n_layer / 8) % 3 == 2
+}
+
+/// The type of one tensor in a file of type `ty`; `pure` gives every matrix the base type (still
+/// falling back where the rows do not fit its blocks).
+pub fn tensor_type(ty: OutType, pure: bool, m: MixModel, t: MixTensor) -> GgmlType {
+    let base = ty.ggml();
+    let chosen = match t.role {
+        Role::Norm | Role::Router => return GgmlType::F32,
+        _ if pure || !base.is_quantized() => base,
+        _ if ty.is_k_mix() => k_mix_type(ty, m, t),
+        // Q4_0 / Q8_0: output and, in 8-expert models, attn_k / attn_v in Q8_0. (llama.cpp puts
+        // the output in Q6_K for Q4_0; smoe keeps Q8_0 until it has Q6_K kernels.)
+        Role::Output if ty == OutType::Q4_0 => GgmlType::Q8_0,
+        Role::AttnK | Role::AttnV if ty == OutType::Q4_0 && m.n_expert == 8 => GgmlType::Q8_0,
+        // With an importance matrix llama.cpp guards the first eighth of ffn_down with Q4_1.
+        Role::FfnDown
+            if ty == OutType::Q4_0 && m.has_imatrix && t.il.unwrap_or(0) < m.n_layer / 8 =>
+        {
+            GgmlType::Q4_1
+        }
+        _ => base,
+    };
+    fallback(chosen, t.n_cols)
+}
+
+/// `llama_tensor_get_type_impl` for the K-quant mixes (before the fallback).
+fn k_mix_type(ty: OutType, m: MixModel, t: MixTensor) -> GgmlType {
+    use OutType as O;
+    let base = ty.ggml();
+    let il = t.il.unwrap_or(0);
+    let more_bits = use_more_bits(il, m.n_layer);
+    match t.role {
+        Role::Output => {
+            if t.n_cols % base.block_size() != 0 {
+                GgmlType::Q8_0
+            } else {
+                GgmlType::Q6K
+            }
+        }
+        Role::AttnV | Role::AttnK if m.n_expert == 8 => GgmlType::Q8_0,
+        Role::AttnV => match ty {
+            O::Q4KM | O::Q5KM if more_bits => GgmlType::Q6K,
+            O::Q4KS if il < 4 => GgmlType::Q5K,
+            _ => base,
+        },
+        Role::FfnDown => match ty {
+            O::Q4KM | O::Q5KM if more_bits => GgmlType::Q6K,
+            O::Q4KS if il < m.n_layer / 8 => GgmlType::Q5K,
+            _ => base,
+        },
+        Role::AttnOutput if m.n_expert == 8 && matches!(ty, O::Q4KS | O::Q4KM) => GgmlType::Q5K,
+        _ => base,
+    }
+}
+
+/// `tensor_type_fallback`: a type whose blocks do not divide `n_cols` becomes a 32-element type,
+/// and F16 when 32 does not divide it either.
+pub fn fallback(ty: GgmlType, n_cols: usize) -> GgmlType {
+    if n_cols % ty.block_size() == 0 {
+        return ty;
+    }
+    let to = match ty {
+        GgmlType::Q2K | GgmlType::Q3K => GgmlType::Q4_0,
+        GgmlType::Q4K => GgmlType::Q5_0,
+        GgmlType::Q5K => GgmlType::Q5_1,
+        GgmlType::Q6K => GgmlType::Q8_0,
+        other => other,
+    };
+    if n_cols % to.block_size() == 0 {
+        to
+    } else {
+        GgmlType::F16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn use_more_bits_matches_llama_cpp_on_32_layers() {
+        // Mixtral 8x7B: layers 0..4, 28..32 and every third from 6.
+        let got: Vec<usize> = (0..32).filter(|&il| use_more_bits(il, 32)).collect();
+        assert_eq!(
+            got,
+            [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
+        );
+        assert_eq!(
+            (0..2)
+                .filter(|&il| use_more_bits(il, 2))
+                .collect::<Vec<_>>(),
+            [1]
+        );
+    }
+
+    #[test]
+    fn mixtral_8x7b_q4_k_m() {
+        let m = MixModel {
+            n_layer: 32,
+            n_expert: 8,
+            has_imatrix: false,
+        };
+        let ty = |role, il: Option<usize>, n_cols| {
+            tensor_type(OutType::Q4KM, false, m, MixTensor { role, il, n_cols })
+        };
+        assert_eq!(ty(Role::Output, None, 4096), GgmlType::Q6K);
+        assert_eq!(ty(Role::TokenEmbd, None, 4096), GgmlType::Q4K);
+        assert_eq!(ty(Role::AttnK, Some(5), 4096), GgmlType::Q8_0);
+        assert_eq!(ty(Role::AttnV, Some(0), 4096), GgmlType::Q8_0);
+        assert_eq!(ty(Role::AttnOutput, Some(7), 4096), GgmlType::Q5K);
+        assert_eq!(ty(Role::FfnDown, Some(0), 14336), GgmlType::Q6K);
+        assert_eq!(ty(Role::FfnDown, Some(4), 14336), GgmlType::Q4K);
+        assert_eq!(ty(Role::FfnDown, Some(6), 14336), GgmlType::Q6K);
+        assert_eq!(ty(Role::FfnGate, Some(0), 4096), GgmlType::Q4K);
+        assert_eq!(ty(Role::Router, Some(0), 4096), GgmlType::F32);
+    }
+
+    #[test]
+    fn fallbacks_for_narrow_rows() {
+        assert_eq!(fallback(GgmlType::Q4K, 32), GgmlType::Q5_0);
+        assert_eq!(fallback(GgmlType::Q5K, 64), GgmlType::Q5_1);
+        assert_eq!(fallback(GgmlType::Q6K, 96), GgmlType::Q8_0);
+        assert_eq!(fallback(GgmlType::Q3K, 32), GgmlType::Q4_0);
+        assert_eq!(fallback(GgmlType::Q4K, 40), GgmlType::F16);
+        assert_eq!(fallback(GgmlType::Q4_0, 40), GgmlType::F16);
+        assert_eq!(fallback(GgmlType::Q4K, 512), GgmlType::Q4K);
+        assert_eq!(fallback(GgmlType::F16, 7), GgmlType::F16);
+    }
+}
