@@ -30,12 +30,16 @@ fresh() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 printf "model %s: %.2f GB, tg%s, %s threads\n" "$MODEL" "$(echo "$size/1000000000" | bc -l)" "$N" "$THREADS"
 # llama.cpp repacks Q4_0 weights into anonymous memory on x86 by default (--repack 1), which cannot
 # be paged out: it is measured both ways.
-printf "| limit | smoe tok/s | llama.cpp tok/s | llama.cpp --repack 0 tok/s | ratio to the better llama.cpp |\n| ---: | ---: | ---: | ---: | ---: |\n"
+printf "| limit | smoe tok/s | smoe disk MB/token | smoe expert hits | busiest expert | llama.cpp tok/s | llama.cpp --repack 0 tok/s | ratio to the better llama.cpp |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 for pct in $PCTS; do
   set_limit $((size * pct / 100))
   fresh
-  s=$(in_cgroup "$SMOE" bench -m "$MODEL" -p 0 -n "$N" -r 1 -t "$THREADS" --json 2>/dev/null \
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["results"][0]["tps_mean"])' 2>/dev/null || echo 0)
+  sj=$(in_cgroup "$SMOE" bench -m "$MODEL" -p 0 -n "$N" -r 1 -t "$THREADS" --json 2>/dev/null || echo '{}')
+  field() { echo "$sj" | python3 -c "import json,sys; r=json.load(sys.stdin)['results'][0]; v=r.get('$1'); print(0 if v is None else v)" 2>/dev/null || echo 0; }
+  s=$(field tps_mean)
+  disk=$(field disk_bytes_per_token)
+  hits=$(field expert_hit_rate)
+  busiest=$(field busiest_expert_share)
   llama() {
     fresh
     in_cgroup "$LLAMA_BENCH" -m "$MODEL" -p 0 -n "$N" -r 1 -t "$THREADS" -o json "$@" 2>/dev/null \
@@ -45,7 +49,8 @@ for pct in $PCTS; do
   l0=$(llama --repack 0)
   best=$(echo "if ($l1 > $l0) $l1 else $l0" | bc -l)
   show() { if [ "$(echo "$1 == 0" | bc)" = 1 ]; then echo "killed (out of memory)"; else printf "%.2f" "$1"; fi; }
-  printf "| %s%% | %.2f | %s | %s | %s |\n" "$pct" "$s" "$(show "$l1")" "$(show "$l0")" \
+  printf "| %s%% | %.2f | %.1f | %.1f%% | %.1f%% | %s | %s | %s |\n" "$pct" "$s" "$(echo "$disk/1000000" | bc -l)" \
+    "$(echo "$hits*100" | bc -l)" "$(echo "$busiest*100" | bc -l)" "$(show "$l1")" "$(show "$l0")" \
     "$(if [ "$(echo "$best == 0" | bc)" = 1 ]; then echo "-"; else printf "%.2fx" "$(echo "$s/$best" | bc -l)"; fi)"
 done
 set_limit -1 2>/dev/null || set_limit max
