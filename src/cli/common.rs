@@ -225,3 +225,34 @@ pub fn kv_and_scratch_bytes(cfg: &Config, n_ctx: usize, n_batch: usize) -> u64 {
         n_batch * (cfg.n_vocab + 4 * cfg.n_embd + 3 * cfg.n_ff) * 4 + cfg.n_head * n_ctx * 4;
     (kv + scratch) as u64
 }
+
+/// The text-over-chunks flags `perplexity` and `imatrix` share (llama-perplexity's names).
+#[derive(Args, Debug)]
+pub struct ChunkArgs {
+    /// The text file to run.
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+    /// Tokens per chunk.
+    #[arg(short = 'c', long = "ctx", default_value_t = 512)]
+    pub ctx: usize,
+    /// Use at most this many chunks (default: all).
+    #[arg(long)]
+    pub chunks: Option<usize>,
+    /// Tokens per forward pass.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
+    pub batch: usize,
+    /// KV cache element type: f16 (default, as llama.cpp) or f32.
+    #[arg(long = "cache-type", default_value = "f16")]
+    pub cache_type: smoe::model::CacheType,
+}
+
+/// Loads the model and tokenizes the chunk text file: what `perplexity` and `imatrix` start with.
+pub fn open_for_chunks(m: &ModelArgs, c: &ChunkArgs) -> Result<(GgufFile, Tokenizer, Vec<u32>)> {
+    init_threads(m.threads)?;
+    let (file, tok, _) = open_model(m)?;
+    let text = std::fs::read_to_string(&c.file)
+        .with_context(|| format!("reading {}", c.file.display()))?;
+    let tokens = tok.encode(&text, true)?;
+    eprintln!("smoe: {} tokens; chunks of {}", tokens.len(), c.ctx);
+    Ok((file, tok, tokens))
+}

@@ -2,53 +2,36 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use smoe::imatrix::{collect, ImatrixParams};
-use smoe::model::{CacheType, Mixtral};
+use smoe::model::Mixtral;
 
-use super::common::{init_threads, open_model, ModelArgs};
+use super::common::{open_for_chunks, ChunkArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct ImatrixArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The text to run (calibration data).
-    #[arg(short = 'f', long = "file")]
-    pub file: PathBuf,
+    /// The text to run (calibration data) and how to chunk it.
+    #[command(flatten)]
+    pub chunk: ChunkArgs,
     /// Where to write the imatrix GGUF (llama.cpp's format; llama-quantize reads it).
     #[arg(short = 'o', long = "output", default_value = "imatrix.gguf")]
     pub output: PathBuf,
-    /// Tokens per chunk.
-    #[arg(short = 'c', long = "ctx", default_value_t = 512)]
-    pub ctx: usize,
-    /// Use at most this many chunks (default: all).
-    #[arg(long)]
-    pub chunks: Option<usize>,
-    /// Tokens per forward pass.
-    #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
-    pub batch: usize,
-    /// KV cache element type: f16 (default, as llama.cpp) or f32.
-    #[arg(long = "cache-type", default_value = "f16")]
-    pub cache_type: CacheType,
     /// Also collect statistics for the output matrix (llama-imatrix --process-output).
     #[arg(long)]
     pub process_output: bool,
 }
 
 pub fn run(a: ImatrixArgs) -> Result<()> {
-    init_threads(a.model.threads)?;
-    let (file, tok, _) = open_model(&a.model)?;
+    let (file, tok, tokens) = open_for_chunks(&a.model, &a.chunk)?;
     let model = Mixtral::load_with(&file, &a.model.mem.load_options(0))?;
-    let text = std::fs::read_to_string(&a.file)
-        .with_context(|| format!("reading {}", a.file.display()))?;
-    let tokens = tok.encode(&text, true)?;
-    eprintln!("smoe: {} tokens; chunks of {}", tokens.len(), a.ctx);
     let params = ImatrixParams {
-        n_ctx: a.ctx,
-        max_chunks: a.chunks.unwrap_or(0),
-        n_batch: a.batch,
-        cache: a.cache_type,
+        n_ctx: a.chunk.ctx,
+        max_chunks: a.chunk.chunks.unwrap_or(0),
+        n_batch: a.chunk.batch,
+        cache: a.chunk.cache_type,
         process_output: a.process_output,
     };
     let r = collect(&model, &tokens, tok.bos(), params, |i, p| {
@@ -66,9 +49,9 @@ pub fn run(a: ImatrixArgs) -> Result<()> {
         }
     }
     let m = r.collector.to_imatrix(
-        vec![a.file.display().to_string()],
+        vec![a.chunk.file.display().to_string()],
         r.n_chunks as u32,
-        a.ctx as u32,
+        a.chunk.ctx as u32,
     );
     m.write(&a.output)?;
     eprintln!(
