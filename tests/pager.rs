@@ -99,3 +99,33 @@ fn budget_is_only_set_when_the_file_does_not_fit() {
     assert_eq!(expert_budget(9000, 1000, 5000, 1000), Some(2500));
     assert_eq!(expert_budget(9000, 9000, 5000, 1000), Some(0));
 }
+
+#[test]
+fn predictions_are_read_ahead_only_while_they_are_right() {
+    let file = GgufFile::open(tiny_gguf("q8_0")).unwrap();
+    let model = Mixtral::load_with(
+        &file,
+        &LoadOptions {
+            mem_budget: MemBudget::Off,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let one = model.w.layers[0].experts[0].gate.data.len() as u64 * 3;
+    // Room for three experts; six take turns, so each prediction names a missing expert.
+    let wrong = Pager::new(&file, &model.w, 3 * one);
+    let right = Pager::new(&file, &model.w, 3 * one);
+    for i in 0..30 {
+        let guess = mask(&[2 + i % 6]);
+        wrong.prefetch(1, &guess);
+        wrong.use_experts(1, &mask(&[0, 1]));
+        right.prefetch(1, &guess);
+        right.use_experts(1, &guess);
+    }
+    let (w, r) = (wrong.stats(), right.stats());
+    assert_eq!((w.predicted, w.predicted_right), (30, 0));
+    assert_eq!((r.predicted, r.predicted_right), (30, 30));
+    // Wrong guesses stop being read once a few have been scored; right ones are always read.
+    assert!(w.prefetched < 10, "{w:?}"); // the optimistic start: until ~8 are scored
+    assert_eq!(r.prefetched, 30, "{r:?}");
+}

@@ -91,11 +91,13 @@ pub fn memory_report(model: &Mixtral) -> String {
     if let Some(p) = &model.pager {
         let st = p.stats();
         line += &format!(
-            " | paging experts within {:.0} MiB: hit rate {:.1}%, {} read ahead, {} released",
+            " | paging experts within {:.0} MiB: hit rate {:.1}%, {} read ahead, {} released, \
+             predictions {:.0}% right",
             p.budget() as f64 / 1048576.0,
             st.hit_rate() * 100.0,
             st.prefetched,
-            st.released
+            st.released,
+            st.prediction_precision() * 100.0
         );
     }
     line
