@@ -10,6 +10,15 @@ use smoe::model::pager::{expert_budget, Pager};
 use smoe::model::{CacheType, LoadOptions, MemBudget, Mixtral};
 use tiny::{all_logits, tiny_gguf};
 
+/// The model without a pager of its own (the tests build theirs).
+fn unpaged(file: &GgufFile) -> Mixtral<'_> {
+    let opts = LoadOptions {
+        mem_budget: MemBudget::Off,
+        ..Default::default()
+    };
+    Mixtral::load_with(file, &opts).unwrap()
+}
+
 fn mask(experts: &[usize]) -> Vec<bool> {
     (0..8).map(|e| experts.contains(&e)).collect()
 }
@@ -17,14 +26,7 @@ fn mask(experts: &[usize]) -> Vec<bool> {
 #[test]
 fn cache_stays_within_budget_and_releases_the_least_used() {
     let file = GgufFile::open(tiny_gguf("q8_0")).unwrap();
-    let model = Mixtral::load_with(
-        &file,
-        &LoadOptions {
-            mem_budget: MemBudget::Off,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let model = unpaged(&file);
     assert!(model.pager.is_none());
     let one = {
         let e = &model.w.layers[0].experts[0];
@@ -103,14 +105,7 @@ fn budget_is_only_set_when_the_file_does_not_fit() {
 #[test]
 fn predictions_are_read_ahead_only_while_they_are_right() {
     let file = GgufFile::open(tiny_gguf("q8_0")).unwrap();
-    let model = Mixtral::load_with(
-        &file,
-        &LoadOptions {
-            mem_budget: MemBudget::Off,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let model = unpaged(&file);
     let one = model.w.layers[0].experts[0].gate.data.len() as u64 * 3;
     // Room for three experts; six take turns, so each prediction names a missing expert.
     let wrong = Pager::new(&file, &model.w, 3 * one);
