@@ -21,29 +21,18 @@
 use std::arch::x86_64::*;
 
 use super::kquant_scalar::{check_gemm_4, check_kquant, quantize_row_q8_k};
-use super::{
-    rows_by_4, KQuantKernels, KQuantOps, QuantDot, QuantDotX4, QuantKernels, QuantTile4x4,
-    Q8_K_BYTES, QK_K,
-};
+use super::{KQuantKernels, KQuantOps, Q8_K_BYTES, QK_K};
 
 /// The multi-row kernels of one block type.
 macro_rules! kquant {
     ($b:ty) => {
         KQuantOps {
-            kernels: QuantKernels {
-                dot: |n, w, a| kquant_rows::<$b, 1>(n, [w], a)[0],
-                dot_x4: kquant_rows::<$b, 4>,
-                tile_4x4: kquant_tile::<$b>,
-                rows: |n, w, rb, a, y| {
-                    let dot: QuantDot = |n, w, a| kquant_rows::<$b, 1>(n, [w], a)[0];
-                    let k = (
-                        dot,
-                        kquant_rows::<$b, 4> as QuantDotX4,
-                        kquant_tile::<$b> as QuantTile4x4,
-                    );
-                    rows_by_4(k, (QK_K, <$b as KBlock>::BYTES, Q8_K_BYTES), n, w, rb, a, y)
-                },
-            },
+            kernels: quant_kernels_by_4!(
+                |n, w, a| kquant_rows::<$b, 1>(n, [w], a)[0],
+                kquant_rows::<$b, 4>,
+                kquant_tile::<$b>,
+                (QK_K, <$b as KBlock>::BYTES, Q8_K_BYTES)
+            ),
             gemm_4: kquant_gemm::<$b>,
         }
     };

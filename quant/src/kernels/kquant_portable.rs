@@ -11,27 +11,19 @@ use wide::{i16x16, i32x8, i8x16, u8x16};
 use super::kquant_scalar::{
     check_gemm_4, check_kquant, quantize_row_q8_k, superblock, superblock_with_mins,
 };
-use super::{
-    rows_by_4, KQuantKernels, KQuantOps, QuantDot, QuantDotX4, QuantKernels, QuantTile4x4,
-    Q8_K_BYTES, QK_K,
-};
+use super::{KQuantKernels, KQuantOps, Q8_K_BYTES, QK_K};
 use crate::format::f16_bits_to_f32;
 
 /// The multi-row kernels of one block type.
 macro_rules! kquant {
     ($b:ty) => {
         KQuantOps {
-            kernels: QuantKernels {
-                dot: |n, w, a| kquant_x::<$b, 1>(n, [w], a)[0],
-                dot_x4: kquant_x::<$b, 4>,
-                tile_4x4: |n, w, a| a.map(|a| kquant_x::<$b, 4>(n, w, a)),
-                rows: |n, w, rb, a, y| {
-                    let dot: QuantDot = |n, w, a| kquant_x::<$b, 1>(n, [w], a)[0];
-                    let tile: QuantTile4x4 = |n, w, a| a.map(|a| kquant_x::<$b, 4>(n, w, a));
-                    let k = (dot, kquant_x::<$b, 4> as QuantDotX4, tile);
-                    rows_by_4(k, (QK_K, <$b as KBlock>::BYTES, Q8_K_BYTES), n, w, rb, a, y)
-                },
-            },
+            kernels: quant_kernels_by_4!(
+                |n, w, a| kquant_x::<$b, 1>(n, [w], a)[0],
+                kquant_x::<$b, 4>,
+                |n, w, a| a.map(|a| kquant_x::<$b, 4>(n, w, a)),
+                (QK_K, <$b as KBlock>::BYTES, Q8_K_BYTES)
+            ),
             gemm_4: |n, w, a, out| {
                 let arb = check_gemm_4(n, a.len(), out.len());
                 for (o, at) in out.chunks_exact_mut(4).zip(a.chunks_exact(arb.max(1))) {

@@ -9,9 +9,7 @@
 //! The weight blocks are read through the block structs of [`crate::format`], so the sub-block
 //! layouts here are the formats' own.
 
-use super::{
-    rows_by_4, KQuantKernels, KQuantOps, QuantDotX4, QuantKernels, QuantTile4x4, Q8_K_BYTES, QK_K,
-};
+use super::{KQuantKernels, KQuantOps, Q8_K_BYTES, QK_K};
 use crate::format::q4_k::get_scale_min;
 use crate::format::{f16_to_f32, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use crate::format::{Block, QuantizeBlock};
@@ -20,16 +18,7 @@ use crate::format::{Block, QuantizeBlock};
 macro_rules! rowwise {
     ($dot:path, $bytes:expr) => {
         KQuantOps {
-            kernels: QuantKernels {
-                dot: $dot,
-                dot_x4: |n, w, a| w.map(|w| $dot(n, w, a)),
-                tile_4x4: |n, w, a| a.map(|a| w.map(|w| $dot(n, w, a))),
-                rows: |n, w, rb, a, y| {
-                    let x4: QuantDotX4 = |n, w, a| w.map(|w| $dot(n, w, a));
-                    let tile: QuantTile4x4 = |n, w, a| a.map(|a| w.map(|w| $dot(n, w, a)));
-                    rows_by_4(($dot, x4, tile), (QK_K, $bytes, Q8_K_BYTES), n, w, rb, a, y)
-                },
-            },
+            kernels: rowwise_kernels!($dot, (QK_K, $bytes, Q8_K_BYTES)),
             gemm_4: |n, w, a, out| {
                 let arb = check_gemm_4(n, a.len(), out.len());
                 for (o, at) in out.chunks_exact_mut(4).zip(a.chunks_exact(arb.max(1))) {

@@ -46,6 +46,32 @@
 
 use std::sync::OnceLock;
 
+/// A [`QuantKernels`] from a table's 1-row, 4-row and 4×4 kernels (non-capturing closures or fn
+/// items), its `rows` built from the same three by [`rows_by_4`] for blocks of `$geom` =
+/// (elements, weight block bytes, activation block bytes).
+macro_rules! quant_kernels_by_4 {
+    ($dot:expr, $x4:expr, $tile:expr, $geom:expr) => {
+        super::QuantKernels {
+            dot: $dot,
+            dot_x4: $x4,
+            tile_4x4: $tile,
+            rows: |n, w, rb, a, y| super::rows_by_4(($dot, $x4, $tile), $geom, n, w, rb, a, y),
+        }
+    };
+}
+
+/// [`quant_kernels_by_4!`] for a type whose only kernel is a scalar dot: one dot per output.
+macro_rules! rowwise_kernels {
+    ($dot:path, $geom:expr) => {
+        quant_kernels_by_4!(
+            $dot,
+            |n, w, a| w.map(|w| $dot(n, w, a)),
+            |n, w, a| a.map(|a| w.map(|w| $dot(n, w, a))),
+            $geom
+        )
+    };
+}
+
 pub mod kquant_scalar;
 pub mod scalar;
 

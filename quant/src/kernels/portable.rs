@@ -4,10 +4,7 @@
 use wide::{f32x8, i16x16, i32x8, i8x16, u8x16, CmpEq, CmpGe, CmpLe};
 
 use super::scalar::{block_scale, check_float, check_quant, fold_lanes};
-use super::{
-    rows_by_4, FloatKernels, Isa, Kernels, QuantDot, QuantKernels, QuantTile4x4, Q4_0_BYTES,
-    Q8_0_BYTES, QK,
-};
+use super::{FloatKernels, Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES, QK};
 use crate::format::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_f16_bits};
 
 /// The portable table (always available).
@@ -15,42 +12,18 @@ pub(super) fn kernels() -> Kernels {
     Kernels {
         isa: Isa::Portable,
         quantize_row_q8_0,
-        q4_0: QuantKernels {
-            dot: |n, w, a| quant_x::<Q4, 1>(n, [w], a)[0],
-            dot_x4: quant_x::<Q4, 4>,
-            tile_4x4: |n, w, a| a.map(|a| quant_x::<Q4, 4>(n, w, a)),
-            rows: |n, w, rb, a, y| {
-                let dot: QuantDot = |n, w, a| quant_x::<Q4, 1>(n, [w], a)[0];
-                let tile: QuantTile4x4 = |n, w, a| a.map(|a| quant_x::<Q4, 4>(n, w, a));
-                rows_by_4(
-                    (dot, quant_x::<Q4, 4>, tile),
-                    (QK, Q4_0_BYTES, Q8_0_BYTES),
-                    n,
-                    w,
-                    rb,
-                    a,
-                    y,
-                )
-            },
-        },
-        q8_0: QuantKernels {
-            dot: |n, w, a| quant_x::<Q8, 1>(n, [w], a)[0],
-            dot_x4: quant_x::<Q8, 4>,
-            tile_4x4: |n, w, a| a.map(|a| quant_x::<Q8, 4>(n, w, a)),
-            rows: |n, w, rb, a, y| {
-                let dot: QuantDot = |n, w, a| quant_x::<Q8, 1>(n, [w], a)[0];
-                let tile: QuantTile4x4 = |n, w, a| a.map(|a| quant_x::<Q8, 4>(n, w, a));
-                rows_by_4(
-                    (dot, quant_x::<Q8, 4>, tile),
-                    (QK, Q8_0_BYTES, Q8_0_BYTES),
-                    n,
-                    w,
-                    rb,
-                    a,
-                    y,
-                )
-            },
-        },
+        q4_0: quant_kernels_by_4!(
+            |n, w, a| quant_x::<Q4, 1>(n, [w], a)[0],
+            quant_x::<Q4, 4>,
+            |n, w, a| a.map(|a| quant_x::<Q4, 4>(n, w, a)),
+            (QK, Q4_0_BYTES, Q8_0_BYTES)
+        ),
+        q8_0: quant_kernels_by_4!(
+            |n, w, a| quant_x::<Q8, 1>(n, [w], a)[0],
+            quant_x::<Q8, 4>,
+            |n, w, a| a.map(|a| quant_x::<Q8, 4>(n, w, a)),
+            (QK, Q8_0_BYTES, Q8_0_BYTES)
+        ),
         f32: FloatKernels {
             dot: |n, w, x| float_x::<4, 1>(n, [w], x, f32_at)[0],
             dot_x4: |n, w, x| float_x::<4, 4>(n, w, x, f32_at),

@@ -9,52 +9,15 @@
 
 use crate::format::{bf16_bits_to_f32, f16_bits_to_f32, BlockQ8_0, QuantizeBlock};
 
-use super::{
-    rows_by_4, FloatKernels, Isa, Kernels, QuantDotX4, QuantKernels, QuantTile4x4, Q4_0_BYTES,
-    Q8_0_BYTES, QK,
-};
+use super::{FloatKernels, Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES, QK};
 
 /// The scalar table.
 pub(super) fn kernels() -> Kernels {
     Kernels {
         isa: Isa::Scalar,
         quantize_row_q8_0,
-        q4_0: QuantKernels {
-            dot: vec_dot_q4_0_q8_0,
-            dot_x4: |n, w, a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a)),
-            tile_4x4: |n, w, a| a.map(|a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a))),
-            rows: |n, w, rb, a, y| {
-                let x4: QuantDotX4 = |n, w, a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a));
-                let tile: QuantTile4x4 = |n, w, a| a.map(|a| w.map(|w| vec_dot_q4_0_q8_0(n, w, a)));
-                rows_by_4(
-                    (vec_dot_q4_0_q8_0, x4, tile),
-                    (QK, Q4_0_BYTES, Q8_0_BYTES),
-                    n,
-                    w,
-                    rb,
-                    a,
-                    y,
-                )
-            },
-        },
-        q8_0: QuantKernels {
-            dot: vec_dot_q8_0_q8_0,
-            dot_x4: |n, w, a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a)),
-            tile_4x4: |n, w, a| a.map(|a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a))),
-            rows: |n, w, rb, a, y| {
-                let x4: QuantDotX4 = |n, w, a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a));
-                let tile: QuantTile4x4 = |n, w, a| a.map(|a| w.map(|w| vec_dot_q8_0_q8_0(n, w, a)));
-                rows_by_4(
-                    (vec_dot_q8_0_q8_0, x4, tile),
-                    (QK, Q8_0_BYTES, Q8_0_BYTES),
-                    n,
-                    w,
-                    rb,
-                    a,
-                    y,
-                )
-            },
-        },
+        q4_0: rowwise_kernels!(vec_dot_q4_0_q8_0, (QK, Q4_0_BYTES, Q8_0_BYTES)),
+        q8_0: rowwise_kernels!(vec_dot_q8_0_q8_0, (QK, Q8_0_BYTES, Q8_0_BYTES)),
         f32: FloatKernels {
             dot: vec_dot_f32_f32,
             dot_x4: |n, w, x| w.map(|w| vec_dot_f32_f32(n, w, x)),

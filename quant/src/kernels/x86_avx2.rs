@@ -8,8 +8,7 @@ use std::arch::x86_64::*;
 
 use super::scalar::{block_scale, check_float, check_quant, fold_lanes};
 use super::{
-    check_tokens, row_span, rows_by_4, FloatKernels, Isa, Kernels, QuantDot, QuantDotX4,
-    QuantKernels, QuantTile4x4, Q4_0_BYTES, Q8_0_BYTES, QK,
+    check_tokens, row_span, FloatKernels, Isa, Kernels, QuantKernels, Q4_0_BYTES, Q8_0_BYTES, QK,
 };
 use crate::format::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_f16_bits};
 
@@ -27,19 +26,12 @@ pub(super) fn kernels() -> Option<Kernels> {
             tile_4x4: |n, w, a| quant_tile::<Q4>(n, w, a),
             rows: q4_0_rows,
         },
-        q8_0: QuantKernels {
-            dot: quant_dot::<Q8>,
-            dot_x4: quant_x4::<Q8>,
-            tile_4x4: |n, w, a| quant_tile::<Q8>(n, w, a),
-            rows: |n, w, rb, a, y| {
-                let k = (
-                    quant_dot::<Q8> as QuantDot,
-                    quant_x4::<Q8> as QuantDotX4,
-                    quant_tile::<Q8> as QuantTile4x4,
-                );
-                rows_by_4(k, (QK, Q8_0_BYTES, Q8_0_BYTES), n, w, rb, a, y)
-            },
-        },
+        q8_0: quant_kernels_by_4!(
+            quant_dot::<Q8>,
+            quant_x4::<Q8>,
+            |n, w, a| quant_tile::<Q8>(n, w, a),
+            (QK, Q8_0_BYTES, Q8_0_BYTES)
+        ),
         f32: FloatKernels {
             dot: |n, w, x| float_dot::<F32>(n, w, x),
             dot_x4: |n, w, x| float_x4::<F32>(n, w, x),
