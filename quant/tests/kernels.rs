@@ -82,7 +82,7 @@ fn check_quant_kernels(n: usize, w4: &[Vec<u8>; 4], w8: &[Vec<u8>; 4], a: &[Vec<
     }
 }
 
-/// The run-of-rows decode kernel on 19 distinct rows made from `wr` (blocks rotated, quants
+/// The run-of-rows kernel (decode, and the packed many-token path) on 19 distinct rows made from `wr` (blocks rotated, quants
 /// flipped), stored at a stride a few bytes longer than a row: every row equals the spec.
 fn check_rows(
     name: &str,
@@ -118,6 +118,9 @@ fn check_rows(
         (8, 7),
         (13, 3),
         (3, 6),
+        (n_rows, 2),
+        (16, 9),
+        (n_rows, 13),
     ] {
         // Token t: the activation row with its blocks rotated by t (distinct when nb > 1).
         let arb = a.len();

@@ -5,6 +5,7 @@
 //! the safe wrappers in the table are therefore only reachable on such a CPU.
 
 use std::arch::x86_64::*;
+use std::cell::RefCell;
 
 use super::scalar::{block_scale, check_float, check_quant, fold_lanes};
 use super::{
@@ -388,6 +389,11 @@ unsafe fn quant_tile_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: [&[u8]; 4]
 /// A run of Q4_0 rows against `n_tok` Q8_0 rows: tiles of eight rows × four tokens (each
 /// weight block unpacked once for the four), one tile of eight rows × the last 1–3 tokens, and
 /// the 4-row / 1-row kernels for the last rows.
+/// Tokens from which `q4_0_rows` uses the lane kernel (below it, the 8-row decode kernel).
+const LANES_MIN_TOKENS: usize = 2;
+/// Tokens per lane-kernel tile.
+const LANES_TOKENS: usize = 4;
+
 fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
     let arb = n / QK * Q8_0_BYTES;
     let n_tok = check_tokens(a.len(), arb, y.len());
@@ -399,6 +405,14 @@ fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
     let at = |t: usize| &a[t * arb..(t + 1) * arb];
     let nb = n / QK;
     let mut r = 0;
+    if n_tok >= LANES_MIN_TOKENS {
+        let (da, corr) = q8_0_block_terms(a, n_tok, nb);
+        let terms = (&da[..], &corr[..]);
+        while r + 8 <= n_rows {
+            q4_0_lanes_rows(nb, w, row_bytes, r, a, terms, y);
+            r += 8;
+        }
+    }
     while r + 8 <= n_rows {
         let w8 = &w[r * row_bytes..];
         let mut put = |t0: usize, o: &[[f32; 8]]| {
@@ -544,6 +558,260 @@ unsafe fn q4_0_x8_avx2<const T: usize>(
         unsafe { _mm256_storeu_ps(t.as_mut_ptr(), v) };
         [t[0], t[4], t[1], t[5], t[2], t[6], t[3], t[7]]
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q4_0 prompt / batch: eight rows in the lanes of one vector
+// ---------------------------------------------------------------------------------------------
+
+/// Per (token, block) of `n_tok` Q8_0 rows of `nb` blocks: the block's scale as f32 and `8·Σa`
+/// (the nibble offset's share of the block's integer dot), `[t · nb + b]`.
+fn q8_0_block_terms(a: &[u8], n_tok: usize, nb: usize) -> (Vec<f32>, Vec<i32>) {
+    assert!(a.len() >= n_tok * nb * Q8_0_BYTES, "q8_0 block terms: rows");
+    let mut da = Vec::with_capacity(n_tok * nb);
+    let mut corr = Vec::with_capacity(n_tok * nb);
+    for blk in a.chunks_exact(Q8_0_BYTES).take(n_tok * nb) {
+        da.push(f16_bits_to_f32(u16::from_le_bytes([blk[0], blk[1]])));
+        // SAFETY: reachable only through `kernels()` (AVX2); `blk` holds 34 bytes.
+        corr.push(8 * unsafe { sum_i8x32(blk.as_ptr().add(2)) });
+    }
+    (da, corr)
+}
+
+/// The sum of the 32 i8 at `p`.
+///
+/// # Safety
+/// The CPU has AVX2; 32 bytes are readable at `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sum_i8x32(p: *const u8) -> i32 {
+    // SAFETY: per the contract.
+    let q = unsafe { _mm256_loadu_si256(p.cast()) };
+    let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
+    let quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    let s = _mm_add_epi32(
+        _mm256_castsi256_si128(quads),
+        _mm256_extracti128_si256::<1>(quads),
+    );
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Vectors per packed Q4_0 block of eight rows: eight of unpacked quants, one of scales.
+const PACKED_VECS: usize = 9;
+
+thread_local! {
+    /// Each thread's packed rows for [`q4_0_lanes_rows`] (grown once to the widest matrix).
+    static LANES_PACK: RefCell<Vec<__m256i>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Rows `r0..r0 + 8` of `w` (`nb` Q4_0 blocks at stride `row_bytes`) against every token (their
+/// Q8_0 rows back to back in `a`, and their [`q8_0_block_terms`]): `y[row · n_tok + token]`.
+/// The eight rows are packed once ([`q4_0_pack8`]) and then read by every tile of
+/// [`LANES_TOKENS`] tokens, and one tile of the rest.
+fn q4_0_lanes_rows(
+    nb: usize,
+    w: &[u8],
+    row_bytes: usize,
+    r0: usize,
+    a: &[u8],
+    (da, corr): (&[f32], &[i32]),
+    y: &mut [f32],
+) {
+    let arb = nb * Q8_0_BYTES;
+    let n_tok = a.len() / arb;
+    assert!(
+        (r0 + 7) * row_bytes + nb * Q4_0_BYTES <= w.len(),
+        "q4_0 lanes: rows overrun"
+    );
+    assert!(
+        da.len() >= n_tok * nb && corr.len() >= n_tok * nb,
+        "q4_0 lanes: terms"
+    );
+    assert!(y.len() >= (r0 + 8) * n_tok, "q4_0 lanes: outputs");
+    LANES_PACK.with_borrow_mut(|pack| {
+        if pack.len() < nb * PACKED_VECS {
+            // SAFETY: all-zero bits are a valid __m256i.
+            pack.resize(nb * PACKED_VECS, unsafe { std::mem::zeroed() });
+        }
+        // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); rows r0..r0 + 8 of nb
+        // blocks were checked above and `pack` has room for nb packed blocks.
+        unsafe {
+            q4_0_pack8(
+                nb,
+                w.as_ptr().add(r0 * row_bytes),
+                row_bytes,
+                pack.as_mut_ptr(),
+            )
+        };
+        let packed = pack.as_ptr();
+        let mut put = |t0: usize, acc: &[__m256]| {
+            for (j, v) in acc.iter().enumerate() {
+                let mut o = [0.0f32; 8];
+                // SAFETY: `o` has room for 8 f32.
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
+                for (i, x) in o.iter().enumerate() {
+                    y[(r0 + i) * n_tok + t0 + j] = *x;
+                }
+            }
+        };
+        let at = |t: usize| a[t * arb..].as_ptr();
+        let term = |t: usize| (da[t * nb..].as_ptr(), corr[t * nb..].as_ptr());
+        let mut t = 0;
+        while t + LANES_TOKENS <= n_tok {
+            // SAFETY: the packed blocks were just written; tokens t..t + T < n_tok have nb Q8_0
+            // blocks in `a` and nb terms in `da` / `corr` (checked above).
+            let acc = unsafe {
+                q4_0_packed_tile::<LANES_TOKENS>(
+                    nb,
+                    packed,
+                    std::array::from_fn(|j| at(t + j)),
+                    std::array::from_fn(|j| term(t + j)),
+                )
+            };
+            put(t, &acc);
+            t += LANES_TOKENS;
+        }
+        macro_rules! rest {
+            ($($n:literal)*) => {
+                match n_tok - t {
+                    $($n => {
+                        // SAFETY: as for the full tiles above.
+                        let acc = unsafe {
+                            q4_0_packed_tile::<$n>(
+                                nb,
+                                packed,
+                                std::array::from_fn(|j| at(t + j)),
+                                std::array::from_fn(|j| term(t + j)),
+                            )
+                        };
+                        put(t, &acc);
+                    })*
+                    _ => {}
+                }
+            };
+        }
+        rest!(1 2 3 4 5);
+    });
+}
+
+/// Packs eight Q4_0 rows (`nb` blocks each, at stride `row_bytes` from `w0`) for
+/// [`q4_0_packed_tile`]: per block, for each 4-byte group `k` of nibbles, the low nibbles
+/// (elements `4k..4k+4`) and then the high nibbles (`16+4k..`) of all eight rows as unsigned
+/// bytes, row `i` in 32-bit lane `i`; then the eight scales as f32.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; the eight rows are readable; `out` has room for `nb` packed
+/// blocks ([`PACKED_VECS`] vectors each).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0_pack8(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m256i) {
+    let m4 = _mm256_set1_epi8(0x0f);
+    // SAFETY: per the contract.
+    unsafe {
+        for b in 0..nb {
+            let wb = w0.add(b * Q4_0_BYTES);
+            // x[k]: row k (low 128 bits) and row k + 4 (high), nibble bytes 0..16 each.
+            let x: [__m256i; 4] = std::array::from_fn(|k| {
+                _mm256_loadu2_m128i(
+                    wb.add((k + 4) * row_bytes + 2).cast(),
+                    wb.add(k * row_bytes + 2).cast(),
+                )
+            });
+            // 4×4 transposes of 32-bit groups within each 128-bit half: rows 0..4 (low half)
+            // and 4..8 (high half) end up in 32-bit lanes 0..8 in order.
+            let t0 = _mm256_unpacklo_epi32(x[0], x[1]);
+            let t1 = _mm256_unpackhi_epi32(x[0], x[1]);
+            let t2 = _mm256_unpacklo_epi32(x[2], x[3]);
+            let t3 = _mm256_unpackhi_epi32(x[2], x[3]);
+            let p = [
+                _mm256_unpacklo_epi64(t0, t2),
+                _mm256_unpackhi_epi64(t0, t2),
+                _mm256_unpacklo_epi64(t1, t3),
+                _mm256_unpackhi_epi64(t1, t3),
+            ];
+            let o = out.add(b * PACKED_VECS);
+            for (k, pk) in p.iter().enumerate() {
+                _mm256_storeu_si256(o.add(2 * k), _mm256_and_si256(*pk, m4));
+                _mm256_storeu_si256(
+                    o.add(2 * k + 1),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(*pk), m4),
+                );
+            }
+            let sc = |i: usize| u64::from(scale_bits(wb.add(i * row_bytes)));
+            let lo4 = sc(0) | sc(1) << 16 | sc(2) << 32 | sc(3) << 48;
+            let hi4 = sc(4) | sc(5) << 16 | sc(6) << 32 | sc(7) << 48;
+            let dw = _mm256_cvtph_ps(_mm_set_epi64x(hi4 as i64, lo4 as i64));
+            _mm256_storeu_si256(o.add(8), _mm256_castps_si256(dw));
+        }
+    }
+}
+
+/// Eight packed Q4_0 rows ([`q4_0_pack8`]) against `T` tokens, row `i` in lane `i`, so no
+/// horizontal adds: each packed vector of nibbles meets its four activation bytes broadcast to
+/// every lane. `maddubs` of unsigned nibbles (0..15) and activations gives pair sums of at most
+/// 2·15·128 = 3840, so the eight of a block add up in i16 without overflow (≤ 30720); one `madd`
+/// makes them the lane's `i32` `Σ q·a`, and `8·Σa` off gives the spec's exact `isum`. The float
+/// step is the spec's, lane by lane. Returns `[token]` vectors of the eight rows' outputs.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; `packed` holds `nb` packed blocks; each `a[t]` holds `nb` Q8_0
+/// blocks and each `terms[t]` `nb` values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0_packed_tile<const T: usize>(
+    nb: usize,
+    packed: *const __m256i,
+    a: [*const u8; T],
+    terms: [(*const f32, *const i32); T],
+) -> [__m256; T] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); T];
+    // The float step of block b - 1 is issued after block b's integer sums: its inputs are
+    // ready by then, so its long chain (madd, convert, two multiplies, add) overlaps block b's
+    // work instead of holding up the reorder buffer.
+    let finish = |acc: &mut [__m256; T], s16: &[__m256i; T], b: usize| {
+        // SAFETY: b < nb (see below); AVX2 per the contract.
+        unsafe {
+            let dw = _mm256_castsi256_ps(_mm256_loadu_si256(packed.add(b * PACKED_VECS + 8)));
+            for t in 0..T {
+                let (da, corr) = terms[t];
+                let isum = _mm256_sub_epi32(
+                    _mm256_madd_epi16(s16[t], ones),
+                    _mm256_set1_epi32(*corr.add(b)),
+                );
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(*da.add(b)));
+                acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)));
+            }
+        }
+    };
+    let mut prev = [_mm256_setzero_si256(); T];
+    // SAFETY: per the contract, packed + b·9 (+9), every a[t] + b·34 (+34) and every
+    // terms[t] + b with b < nb is readable.
+    unsafe {
+        for b in 0..nb {
+            let pb = packed.add(b * PACKED_VECS);
+            let mut s16 = [_mm256_setzero_si256(); T];
+            for k in 0..4 {
+                for half in 0..2 {
+                    let wv = _mm256_loadu_si256(pb.add(2 * k + half));
+                    for t in 0..T {
+                        let ab = a[t].add(b * Q8_0_BYTES + 2 + 16 * half + 4 * k);
+                        let av = _mm256_set1_epi32(ab.cast::<i32>().read_unaligned());
+                        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wv, av));
+                    }
+                }
+            }
+            if b > 0 {
+                finish(&mut acc, &prev, b - 1);
+            }
+            prev = s16;
+        }
+        if nb > 0 {
+            finish(&mut acc, &prev, nb - 1);
+        }
+    }
+    acc
 }
 
 // ---------------------------------------------------------------------------------------------
