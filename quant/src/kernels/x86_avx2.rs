@@ -27,12 +27,12 @@ pub(super) fn kernels() -> Option<Kernels> {
             tile_4x4: |n, w, a| quant_tile::<Q4>(n, w, a),
             rows: q4_0_rows,
         },
-        q8_0: quant_kernels_by_4!(
-            quant_dot::<Q8>,
-            quant_x4::<Q8>,
-            |n, w, a| quant_tile::<Q8>(n, w, a),
-            (QK, Q8_0_BYTES, Q8_0_BYTES)
-        ),
+        q8_0: QuantKernels {
+            dot: quant_dot::<Q8>,
+            dot_x4: quant_x4::<Q8>,
+            tile_4x4: |n, w, a| quant_tile::<Q8>(n, w, a),
+            rows: q8_0_rows,
+        },
         f32: FloatKernels {
             dot: |n, w, x| float_dot::<F32>(n, w, x),
             dot_x4: |n, w, x| float_x4::<F32>(n, w, x),
@@ -389,6 +389,40 @@ unsafe fn quant_tile_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: [&[u8]; 4]
 /// A run of Q4_0 rows against `n_tok` Q8_0 rows: tiles of eight rows × four tokens (each
 /// weight block unpacked once for the four), one tile of eight rows × the last 1–3 tokens, and
 /// the 4-row / 1-row kernels for the last rows.
+/// A run of Q8_0 rows against `n_tok` Q8_0 rows: the lane kernels ([`lanes_rows`]) for
+/// groups of eight rows when there are several tokens; the 4×4 / 4-row / 1-row kernels for one
+/// token and for the last rows.
+fn q8_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
+    let arb = n / QK * Q8_0_BYTES;
+    let n_tok = check_tokens(a.len(), arb, y.len());
+    if n_tok == 0 {
+        return;
+    }
+    let n_rows = y.len() / n_tok;
+    row_span(n, QK, Q8_0_BYTES, w.len(), row_bytes, n_rows);
+    let mut r = 0;
+    if n_tok >= LANES_MIN_TOKENS {
+        r = lanes_rows::<LanesQ8>(n / QK, w, row_bytes, 0, a, y);
+    }
+    if r < n_rows {
+        let kernels = (
+            quant_dot::<Q8> as super::QuantDot,
+            quant_x4::<Q8> as super::QuantDotX4,
+            (|n, w, a| quant_tile::<Q8>(n, w, a)) as super::QuantTile4x4,
+        );
+        let w_rest = &w[r * row_bytes..];
+        super::rows_by_4(
+            kernels,
+            (QK, Q8_0_BYTES, Q8_0_BYTES),
+            n,
+            w_rest,
+            row_bytes,
+            a,
+            &mut y[r * n_tok..],
+        );
+    }
+}
+
 /// Tokens from which `q4_0_rows` uses the lane kernel (below it, the 8-row decode kernel).
 const LANES_MIN_TOKENS: usize = 2;
 /// Tokens per lane-kernel tile.
@@ -406,12 +440,7 @@ fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
     let nb = n / QK;
     let mut r = 0;
     if n_tok >= LANES_MIN_TOKENS {
-        let (da, corr) = q8_0_block_terms(a, n_tok, nb);
-        let terms = (&da[..], &corr[..]);
-        while r + 8 <= n_rows {
-            q4_0_lanes_rows(nb, w, row_bytes, r, a, terms, y);
-            r += 8;
-        }
+        r = lanes_rows::<LanesQ4>(nb, w, row_bytes, 0, a, y);
     }
     while r + 8 <= n_rows {
         let w8 = &w[r * row_bytes..];
@@ -561,21 +590,270 @@ unsafe fn q4_0_x8_avx2<const T: usize>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Q4_0 prompt / batch: eight rows in the lanes of one vector
+// Prompt / batch (Q4_0, Q8_0): eight rows in the lanes of one vector
 // ---------------------------------------------------------------------------------------------
 
-/// Per (token, block) of `n_tok` Q8_0 rows of `nb` blocks: the block's scale as f32 and `8·Σa`
-/// (the nibble offset's share of the block's integer dot), `[t · nb + b]`.
-fn q8_0_block_terms(a: &[u8], n_tok: usize, nb: usize) -> (Vec<f32>, Vec<i32>) {
+/// A weight type for the many-token lane kernels: eight rows are packed once per call so that
+/// row `i` sits in 32-bit lane `i` of every vector, and a tile of tokens then needs no
+/// horizontal adds (see [`lanes_rows`]).
+trait LaneFormat {
+    /// Bytes per weight block (32 elements, f16 scale first).
+    const BYTES: usize;
+    /// Vectors per packed block of eight rows (quants, then one of the eight scales as f32).
+    const VECS: usize;
+    /// Each block's integer dot is `Σ q'·a − CORR·Σa` with `q'` the packed unsigned quants.
+    const CORR: i32;
+    /// Packs eight rows (`nb` blocks each, at stride `row_bytes` from `w0`) into `out`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2/FMA/F16C; the eight rows are readable; `out` has room for `nb · VECS`.
+    unsafe fn pack8(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m256i);
+    /// Eight packed rows against `T` tokens (`a[t]` their Q8_0 rows, `terms[t]` their scales
+    /// and `CORR·Σa` per block): one vector of the eight rows' outputs per token.
+    ///
+    /// # Safety
+    /// The CPU has AVX2/FMA/F16C; `packed` holds `nb` packed blocks; each `a[t]` holds `nb`
+    /// Q8_0 blocks and each `terms[t]` `nb` values.
+    unsafe fn tile<const T: usize>(
+        nb: usize,
+        packed: *const __m256i,
+        a: [*const u8; T],
+        terms: [(*const f32, *const i32); T],
+    ) -> [__m256; T];
+}
+
+/// Q4_0: per block, for each 4-byte group `k` of nibbles, the low nibbles (elements `4k..4k+4`)
+/// and then the high nibbles (`16+4k..`) as unsigned bytes 0..15; `q − 8` is the quant.
+struct LanesQ4;
+/// Q8_0: per block, for each 4-byte group `k` (elements `4k..4k+4`), the quants split into
+/// unsigned nibbles: `l = q & 15` and `h = (q >> 4) ^ 8` (the signed high nibble plus 8), so
+/// `q = 16·h + l − 128`.
+struct LanesQ8;
+
+/// Group `k` (bytes `off + 4k .. off + 4k + 4`) of eight rows from `wb` (stride `row_bytes`),
+/// for `k` in 0..4: `[k]` with row `i` in 32-bit lane `i`.
+///
+/// # Safety
+/// The CPU has AVX2; 16 bytes at `wb + i·row_bytes + off` are readable for i < 8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn transpose8x4(wb: *const u8, row_bytes: usize, off: usize) -> [__m256i; 4] {
+    // SAFETY: per the contract.
+    let x: [__m256i; 4] = std::array::from_fn(|k| unsafe {
+        // Row k (low 128 bits) and row k + 4 (high).
+        _mm256_loadu2_m128i(
+            wb.add((k + 4) * row_bytes + off).cast(),
+            wb.add(k * row_bytes + off).cast(),
+        )
+    });
+    // 4×4 transposes of 32-bit groups within each 128-bit half: rows 0..4 (low half) and 4..8
+    // (high half) end up in 32-bit lanes 0..8 in order.
+    let t0 = _mm256_unpacklo_epi32(x[0], x[1]);
+    let t1 = _mm256_unpackhi_epi32(x[0], x[1]);
+    let t2 = _mm256_unpacklo_epi32(x[2], x[3]);
+    let t3 = _mm256_unpackhi_epi32(x[2], x[3]);
+    [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ]
+}
+
+/// The f16 scales at the start of eight blocks (`wb + i·row_bytes`) as f32, row `i` in lane `i`.
+///
+/// # Safety
+/// The CPU has AVX2/F16C; two bytes at each `wb + i·row_bytes` are readable for i < 8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scales8(wb: *const u8, row_bytes: usize) -> __m256 {
+    // SAFETY: per the contract. Scalar loads: on Zen 3 this beats a gather.
+    let sc = |i: usize| u64::from(unsafe { scale_bits(wb.add(i * row_bytes)) });
+    let lo4 = sc(0) | sc(1) << 16 | sc(2) << 32 | sc(3) << 48;
+    let hi4 = sc(4) | sc(5) << 16 | sc(6) << 32 | sc(7) << 48;
+    _mm256_cvtph_ps(_mm_set_epi64x(hi4 as i64, lo4 as i64))
+}
+
+/// The float step of one block for `T` tokens, lane by lane as the spec: `acc = acc + (d_w ·
+/// d_a) · isum` with `isum` the block's exact integer dot (`dot_i32 − terms.corr`).
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; each `terms[t] + b` is readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn lanes_finish<const T: usize>(
+    acc: &mut [__m256; T],
+    dot_i32: [__m256i; T],
+    dw: __m256,
+    terms: &[(*const f32, *const i32); T],
+    b: usize,
+) {
+    for t in 0..T {
+        let (da, corr) = terms[t];
+        // SAFETY: per the contract.
+        let (da, corr) = unsafe { (*da.add(b), *corr.add(b)) };
+        let isum = _mm256_sub_epi32(dot_i32[t], _mm256_set1_epi32(corr));
+        let d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
+        acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)));
+    }
+}
+
+/// The four activation bytes at `p` in every 32-bit lane.
+///
+/// # Safety
+/// Four bytes at `p` are readable; the CPU has AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bcast4(p: *const u8) -> __m256i {
+    // SAFETY: per the contract (an unaligned read).
+    _mm256_set1_epi32(unsafe { p.cast::<i32>().read_unaligned() })
+}
+
+impl LaneFormat for LanesQ4 {
+    const BYTES: usize = Q4_0_BYTES;
+    const VECS: usize = 9;
+    const CORR: i32 = 8;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack8(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m256i) {
+        let m4 = _mm256_set1_epi8(0x0f);
+        // SAFETY: per the contract.
+        unsafe {
+            for b in 0..nb {
+                let wb = w0.add(b * Q4_0_BYTES);
+                let o = out.add(b * Self::VECS);
+                for (k, pk) in transpose8x4(wb, row_bytes, 2).iter().enumerate() {
+                    _mm256_storeu_si256(o.add(2 * k), _mm256_and_si256(*pk, m4));
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(*pk), m4);
+                    _mm256_storeu_si256(o.add(2 * k + 1), hi);
+                }
+                _mm256_storeu_si256(o.add(8), _mm256_castps_si256(scales8(wb, row_bytes)));
+            }
+        }
+    }
+
+    /// `maddubs` of unsigned nibbles (0..15) and activations gives pair sums of at most
+    /// 2·15·128 = 3840, so the eight of a block add up in i16 without overflow (≤ 30720); one
+    /// `madd` makes them the lane's `i32` `Σ q'·a`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        nb: usize,
+        packed: *const __m256i,
+        a: [*const u8; T],
+        terms: [(*const f32, *const i32); T],
+    ) -> [__m256; T] {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); T];
+        // SAFETY: per the contract, packed + b·9 (+9), every a[t] + b·34 (+34) and every
+        // terms[t] + b with b < nb is readable.
+        unsafe {
+            for b in 0..nb {
+                let pb = packed.add(b * Self::VECS);
+                let mut s16 = [_mm256_setzero_si256(); T];
+                for k in 0..4 {
+                    for half in 0..2 {
+                        let wv = _mm256_loadu_si256(pb.add(2 * k + half));
+                        for t in 0..T {
+                            let av = bcast4(a[t].add(b * Q8_0_BYTES + 2 + 16 * half + 4 * k));
+                            s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wv, av));
+                        }
+                    }
+                }
+                let dw = _mm256_castsi256_ps(_mm256_loadu_si256(pb.add(8)));
+                let dot = s16.map(|s| _mm256_madd_epi16(s, ones));
+                lanes_finish(&mut acc, dot, dw, &terms, b);
+            }
+        }
+        acc
+    }
+}
+
+impl LaneFormat for LanesQ8 {
+    const BYTES: usize = Q8_0_BYTES;
+    const VECS: usize = 17;
+    const CORR: i32 = 128;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack8(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m256i) {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let eight = _mm256_set1_epi8(8);
+        // SAFETY: per the contract.
+        unsafe {
+            for b in 0..nb {
+                let wb = w0.add(b * Q8_0_BYTES);
+                let o = out.add(b * Self::VECS);
+                for half in 0..2 {
+                    let p = transpose8x4(wb, row_bytes, 2 + 16 * half);
+                    for (k, pk) in p.iter().enumerate() {
+                        let g = 4 * half + k;
+                        _mm256_storeu_si256(o.add(2 * g), _mm256_and_si256(*pk, m4));
+                        let h = _mm256_and_si256(_mm256_srli_epi16::<4>(*pk), m4);
+                        _mm256_storeu_si256(o.add(2 * g + 1), _mm256_xor_si256(h, eight));
+                    }
+                }
+                _mm256_storeu_si256(o.add(16), _mm256_castps_si256(scales8(wb, row_bytes)));
+            }
+        }
+    }
+
+    /// Both nibble halves meet the same broadcast activation bytes; each half's eight `maddubs`
+    /// add up in i16 as for Q4_0 (≤ 30720), and `madd` by 16 and by 1 give `Σ (16·h + l)·a`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        nb: usize,
+        packed: *const __m256i,
+        a: [*const u8; T],
+        terms: [(*const f32, *const i32); T],
+    ) -> [__m256; T] {
+        let ones = _mm256_set1_epi16(1);
+        let sixteen = _mm256_set1_epi16(16);
+        let mut acc = [_mm256_setzero_ps(); T];
+        // SAFETY: per the contract, packed + b·17 (+17), every a[t] + b·34 (+34) and every
+        // terms[t] + b with b < nb is readable.
+        unsafe {
+            for b in 0..nb {
+                let pb = packed.add(b * Self::VECS);
+                let mut sl = [_mm256_setzero_si256(); T];
+                let mut sh = [_mm256_setzero_si256(); T];
+                for g in 0..8 {
+                    let lv = _mm256_loadu_si256(pb.add(2 * g));
+                    let hv = _mm256_loadu_si256(pb.add(2 * g + 1));
+                    for t in 0..T {
+                        let av = bcast4(a[t].add(b * Q8_0_BYTES + 2 + 4 * g));
+                        sl[t] = _mm256_add_epi16(sl[t], _mm256_maddubs_epi16(lv, av));
+                        sh[t] = _mm256_add_epi16(sh[t], _mm256_maddubs_epi16(hv, av));
+                    }
+                }
+                let dw = _mm256_castsi256_ps(_mm256_loadu_si256(pb.add(16)));
+                let dot: [__m256i; T] = std::array::from_fn(|t| {
+                    _mm256_add_epi32(
+                        _mm256_madd_epi16(sh[t], sixteen),
+                        _mm256_madd_epi16(sl[t], ones),
+                    )
+                });
+                lanes_finish(&mut acc, dot, dw, &terms, b);
+            }
+        }
+        acc
+    }
+}
+
+/// Per (token, block) of `n_tok` Q8_0 rows of `nb` blocks: the block's scale as f32 and
+/// `corr · Σa`, `[t · nb + b]`.
+fn q8_0_block_terms(a: &[u8], n_tok: usize, nb: usize, corr: i32) -> (Vec<f32>, Vec<i32>) {
     assert!(a.len() >= n_tok * nb * Q8_0_BYTES, "q8_0 block terms: rows");
     let mut da = Vec::with_capacity(n_tok * nb);
-    let mut corr = Vec::with_capacity(n_tok * nb);
+    let mut sums = Vec::with_capacity(n_tok * nb);
     for blk in a.chunks_exact(Q8_0_BYTES).take(n_tok * nb) {
         da.push(f16_bits_to_f32(u16::from_le_bytes([blk[0], blk[1]])));
         // SAFETY: reachable only through `kernels()` (AVX2); `blk` holds 34 bytes.
-        corr.push(8 * unsafe { sum_i8x32(blk.as_ptr().add(2)) });
+        sums.push(corr * unsafe { sum_i8x32(blk.as_ptr().add(2)) });
     }
-    (da, corr)
+    (da, sums)
 }
 
 /// The sum of the 32 i8 at `p`.
@@ -598,220 +876,104 @@ unsafe fn sum_i8x32(p: *const u8) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-/// Vectors per packed Q4_0 block of eight rows: eight of unpacked quants, one of scales.
-const PACKED_VECS: usize = 9;
-
 thread_local! {
-    /// Each thread's packed rows for [`q4_0_lanes_rows`] (grown once to the widest matrix).
+    /// Each thread's packed rows for [`lanes_rows`] (grown once to the widest matrix).
     static LANES_PACK: RefCell<Vec<__m256i>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Rows `r0..r0 + 8` of `w` (`nb` Q4_0 blocks at stride `row_bytes`) against every token (their
-/// Q8_0 rows back to back in `a`, and their [`q8_0_block_terms`]): `y[row · n_tok + token]`.
-/// The eight rows are packed once ([`q4_0_pack8`]) and then read by every tile of
-/// [`LANES_TOKENS`] tokens, and one tile of the rest.
-fn q4_0_lanes_rows(
+/// Rows `r0..` (whole groups of eight) of `w` (`nb` blocks of `L` at stride `row_bytes`)
+/// against `n_tok ≥ 1` Q8_0 activation rows (`a`, back to back): `y[row · n_tok + token]`, and
+/// the first row not done. Each group of eight rows is packed once ([`LaneFormat::pack8`]) into
+/// this thread's scratch and then read by every tile of [`LANES_TOKENS`] tokens, and one tile
+/// of the rest; each output is the spec's dot.
+fn lanes_rows<L: LaneFormat>(
     nb: usize,
     w: &[u8],
     row_bytes: usize,
     r0: usize,
     a: &[u8],
-    (da, corr): (&[f32], &[i32]),
     y: &mut [f32],
-) {
+) -> usize {
     let arb = nb * Q8_0_BYTES;
     let n_tok = a.len() / arb;
-    assert!(
-        (r0 + 7) * row_bytes + nb * Q4_0_BYTES <= w.len(),
-        "q4_0 lanes: rows overrun"
-    );
-    assert!(
-        da.len() >= n_tok * nb && corr.len() >= n_tok * nb,
-        "q4_0 lanes: terms"
-    );
-    assert!(y.len() >= (r0 + 8) * n_tok, "q4_0 lanes: outputs");
-    LANES_PACK.with_borrow_mut(|pack| {
-        if pack.len() < nb * PACKED_VECS {
-            // SAFETY: all-zero bits are a valid __m256i.
-            pack.resize(nb * PACKED_VECS, unsafe { std::mem::zeroed() });
-        }
-        // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); rows r0..r0 + 8 of nb
-        // blocks were checked above and `pack` has room for nb packed blocks.
-        unsafe {
-            q4_0_pack8(
-                nb,
-                w.as_ptr().add(r0 * row_bytes),
-                row_bytes,
-                pack.as_mut_ptr(),
-            )
-        };
-        let packed = pack.as_ptr();
-        let mut put = |t0: usize, acc: &[__m256]| {
-            for (j, v) in acc.iter().enumerate() {
-                let mut o = [0.0f32; 8];
-                // SAFETY: `o` has room for 8 f32.
-                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
-                for (i, x) in o.iter().enumerate() {
-                    y[(r0 + i) * n_tok + t0 + j] = *x;
-                }
-            }
-        };
-        let at = |t: usize| a[t * arb..].as_ptr();
-        let term = |t: usize| (da[t * nb..].as_ptr(), corr[t * nb..].as_ptr());
-        let mut t = 0;
-        while t + LANES_TOKENS <= n_tok {
-            // SAFETY: the packed blocks were just written; tokens t..t + T < n_tok have nb Q8_0
-            // blocks in `a` and nb terms in `da` / `corr` (checked above).
-            let acc = unsafe {
-                q4_0_packed_tile::<LANES_TOKENS>(
-                    nb,
-                    packed,
-                    std::array::from_fn(|j| at(t + j)),
-                    std::array::from_fn(|j| term(t + j)),
-                )
-            };
-            put(t, &acc);
-            t += LANES_TOKENS;
-        }
-        macro_rules! rest {
-            ($($n:literal)*) => {
-                match n_tok - t {
-                    $($n => {
-                        // SAFETY: as for the full tiles above.
-                        let acc = unsafe {
-                            q4_0_packed_tile::<$n>(
-                                nb,
-                                packed,
-                                std::array::from_fn(|j| at(t + j)),
-                                std::array::from_fn(|j| term(t + j)),
-                            )
-                        };
-                        put(t, &acc);
-                    })*
-                    _ => {}
-                }
-            };
-        }
-        rest!(1 2 3 4 5);
-    });
-}
-
-/// Packs eight Q4_0 rows (`nb` blocks each, at stride `row_bytes` from `w0`) for
-/// [`q4_0_packed_tile`]: per block, for each 4-byte group `k` of nibbles, the low nibbles
-/// (elements `4k..4k+4`) and then the high nibbles (`16+4k..`) of all eight rows as unsigned
-/// bytes, row `i` in 32-bit lane `i`; then the eight scales as f32.
-///
-/// # Safety
-/// The CPU has AVX2/FMA/F16C; the eight rows are readable; `out` has room for `nb` packed
-/// blocks ([`PACKED_VECS`] vectors each).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0_pack8(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m256i) {
-    let m4 = _mm256_set1_epi8(0x0f);
-    // SAFETY: per the contract.
-    unsafe {
-        for b in 0..nb {
-            let wb = w0.add(b * Q4_0_BYTES);
-            // x[k]: row k (low 128 bits) and row k + 4 (high), nibble bytes 0..16 each.
-            let x: [__m256i; 4] = std::array::from_fn(|k| {
-                _mm256_loadu2_m128i(
-                    wb.add((k + 4) * row_bytes + 2).cast(),
-                    wb.add(k * row_bytes + 2).cast(),
-                )
-            });
-            // 4×4 transposes of 32-bit groups within each 128-bit half: rows 0..4 (low half)
-            // and 4..8 (high half) end up in 32-bit lanes 0..8 in order.
-            let t0 = _mm256_unpacklo_epi32(x[0], x[1]);
-            let t1 = _mm256_unpackhi_epi32(x[0], x[1]);
-            let t2 = _mm256_unpacklo_epi32(x[2], x[3]);
-            let t3 = _mm256_unpackhi_epi32(x[2], x[3]);
-            let p = [
-                _mm256_unpacklo_epi64(t0, t2),
-                _mm256_unpackhi_epi64(t0, t2),
-                _mm256_unpacklo_epi64(t1, t3),
-                _mm256_unpackhi_epi64(t1, t3),
-            ];
-            let o = out.add(b * PACKED_VECS);
-            for (k, pk) in p.iter().enumerate() {
-                _mm256_storeu_si256(o.add(2 * k), _mm256_and_si256(*pk, m4));
-                _mm256_storeu_si256(
-                    o.add(2 * k + 1),
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(*pk), m4),
-                );
-            }
-            let sc = |i: usize| u64::from(scale_bits(wb.add(i * row_bytes)));
-            let lo4 = sc(0) | sc(1) << 16 | sc(2) << 32 | sc(3) << 48;
-            let hi4 = sc(4) | sc(5) << 16 | sc(6) << 32 | sc(7) << 48;
-            let dw = _mm256_cvtph_ps(_mm_set_epi64x(hi4 as i64, lo4 as i64));
-            _mm256_storeu_si256(o.add(8), _mm256_castps_si256(dw));
-        }
+    if n_tok == 0 {
+        return r0;
     }
-}
-
-/// Eight packed Q4_0 rows ([`q4_0_pack8`]) against `T` tokens, row `i` in lane `i`, so no
-/// horizontal adds: each packed vector of nibbles meets its four activation bytes broadcast to
-/// every lane. `maddubs` of unsigned nibbles (0..15) and activations gives pair sums of at most
-/// 2·15·128 = 3840, so the eight of a block add up in i16 without overflow (≤ 30720); one `madd`
-/// makes them the lane's `i32` `Σ q·a`, and `8·Σa` off gives the spec's exact `isum`. The float
-/// step is the spec's, lane by lane. Returns `[token]` vectors of the eight rows' outputs.
-///
-/// # Safety
-/// The CPU has AVX2/FMA/F16C; `packed` holds `nb` packed blocks; each `a[t]` holds `nb` Q8_0
-/// blocks and each `terms[t]` `nb` values.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0_packed_tile<const T: usize>(
-    nb: usize,
-    packed: *const __m256i,
-    a: [*const u8; T],
-    terms: [(*const f32, *const i32); T],
-) -> [__m256; T] {
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); T];
-    // The float step of block b - 1 is issued after block b's integer sums: its inputs are
-    // ready by then, so its long chain (madd, convert, two multiplies, add) overlaps block b's
-    // work instead of holding up the reorder buffer.
-    let finish = |acc: &mut [__m256; T], s16: &[__m256i; T], b: usize| {
-        // SAFETY: b < nb (see below); AVX2 per the contract.
-        unsafe {
-            let dw = _mm256_castsi256_ps(_mm256_loadu_si256(packed.add(b * PACKED_VECS + 8)));
-            for t in 0..T {
-                let (da, corr) = terms[t];
-                let isum = _mm256_sub_epi32(
-                    _mm256_madd_epi16(s16[t], ones),
-                    _mm256_set1_epi32(*corr.add(b)),
-                );
-                let d = _mm256_mul_ps(dw, _mm256_set1_ps(*da.add(b)));
-                acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)));
-            }
+    let n_rows = y.len() / n_tok;
+    assert!(
+        n_rows == 0 || (n_rows - 1) * row_bytes + nb * L::BYTES <= w.len(),
+        "lanes: rows overrun"
+    );
+    let (da, corr) = q8_0_block_terms(a, n_tok, nb, L::CORR);
+    let at = |t: usize| a[t * arb..].as_ptr();
+    let term = |t: usize| (da[t * nb..].as_ptr(), corr[t * nb..].as_ptr());
+    LANES_PACK.with_borrow_mut(|pack| {
+        if pack.len() < nb * L::VECS {
+            // SAFETY: all-zero bits are a valid __m256i.
+            pack.resize(nb * L::VECS, unsafe { std::mem::zeroed() });
         }
-    };
-    let mut prev = [_mm256_setzero_si256(); T];
-    // SAFETY: per the contract, packed + b·9 (+9), every a[t] + b·34 (+34) and every
-    // terms[t] + b with b < nb is readable.
-    unsafe {
-        for b in 0..nb {
-            let pb = packed.add(b * PACKED_VECS);
-            let mut s16 = [_mm256_setzero_si256(); T];
-            for k in 0..4 {
-                for half in 0..2 {
-                    let wv = _mm256_loadu_si256(pb.add(2 * k + half));
-                    for t in 0..T {
-                        let ab = a[t].add(b * Q8_0_BYTES + 2 + 16 * half + 4 * k);
-                        let av = _mm256_set1_epi32(ab.cast::<i32>().read_unaligned());
-                        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wv, av));
+        let mut r = r0;
+        while r + 8 <= n_rows {
+            // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); rows r..r + 8 of nb
+            // blocks lie in `w` (checked above) and `pack` has room for nb packed blocks.
+            unsafe {
+                L::pack8(
+                    nb,
+                    w.as_ptr().add(r * row_bytes),
+                    row_bytes,
+                    pack.as_mut_ptr(),
+                )
+            };
+            let packed = pack.as_ptr();
+            let mut put = |t0: usize, acc: &[__m256]| {
+                for (j, v) in acc.iter().enumerate() {
+                    let mut o = [0.0f32; 8];
+                    // SAFETY: `o` has room for 8 f32.
+                    unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
+                    for (i, x) in o.iter().enumerate() {
+                        y[(r + i) * n_tok + t0 + j] = *x;
                     }
                 }
+            };
+            let mut t = 0;
+            while t + LANES_TOKENS <= n_tok {
+                // SAFETY: the packed blocks were just written; tokens t..t + T ≤ n_tok have nb
+                // Q8_0 blocks in `a` and nb terms in `da` / `corr`.
+                let acc = unsafe {
+                    L::tile::<LANES_TOKENS>(
+                        nb,
+                        packed,
+                        std::array::from_fn(|j| at(t + j)),
+                        std::array::from_fn(|j| term(t + j)),
+                    )
+                };
+                put(t, &acc);
+                t += LANES_TOKENS;
             }
-            if b > 0 {
-                finish(&mut acc, &prev, b - 1);
+            macro_rules! rest {
+                ($($n:literal)*) => {
+                    match n_tok - t {
+                        $($n => {
+                            // SAFETY: as for the full tiles above.
+                            let acc = unsafe {
+                                L::tile::<$n>(
+                                    nb,
+                                    packed,
+                                    std::array::from_fn(|j| at(t + j)),
+                                    std::array::from_fn(|j| term(t + j)),
+                                )
+                            };
+                            put(t, &acc);
+                        })*
+                        _ => {}
+                    }
+                };
             }
-            prev = s16;
+            rest!(1 2 3 4 5);
+            r += 8;
         }
-        if nb > 0 {
-            finish(&mut acc, &prev, nb - 1);
-        }
-    }
-    acc
+        r
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
