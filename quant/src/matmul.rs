@@ -462,9 +462,16 @@ fn float_kernels(k: &Kernels, ty: GgmlType) -> Option<FloatKernels> {
 
 /// Output rows per rayon task: enough tasks to balance the pool (≥ 8 per thread), few enough
 /// that scheduling stays cheap; a multiple of 8 (the widest multi-row kernel).
-fn rows_per_task(n_rows: usize) -> usize {
+/// With many tokens a task does far more work per row, so fewer, longer tasks (≥ 4 per thread)
+/// balance as well and repeat less per-task setup (the kernels' per-call activation terms and
+/// packing).
+fn rows_per_task(n_rows: usize, n_tok: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    (n_rows / (threads * 8)).clamp(16, 256) / 8 * 8
+    if n_tok == 1 {
+        (n_rows / (threads * 8)).clamp(16, 256) / 8 * 8
+    } else {
+        (n_rows / (threads * 4)).clamp(16, 1024) / 8 * 8
+    }
 }
 
 fn run(k: &Kernels, w: &Matrix, x: Input, y: &mut [f32]) -> Result<()> {
@@ -473,7 +480,7 @@ fn run(k: &Kernels, w: &Matrix, x: Input, y: &mut [f32]) -> Result<()> {
     if n_tok == 0 || w.n_rows == 0 {
         return Ok(());
     }
-    let chunk = rows_per_task(w.n_rows);
+    let chunk = rows_per_task(w.n_rows, n_tok);
     if n_tok == 1 {
         // Decode: output rows straight into `y`.
         y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
