@@ -546,8 +546,9 @@ fn rows_block(k: &Kernels, w: &Matrix, x: Input, r0: usize, out: &mut [f32]) {
 const KQUANT_TOKENS: usize = 64;
 
 /// Rows `r0..` of the K-quant matrix `w` against the tokens of `q8k` (their Q8_K rows, back to
-/// back): `out` [rows, n_tok]. One token: four rows at a time (the decode kernel); more: four
-/// rows against up to [`KQUANT_TOKENS`] tokens per call. Leftover rows take one dot each.
+/// back): `out` [rows, n_tok]. One token: four rows at a time (the decode kernel); more: groups
+/// of eight rows through the table's `gemm_8` where it has one, then four rows against up to
+/// [`KQUANT_TOKENS`] tokens per call. Leftover rows take one dot each.
 fn kquant_rows_block(kk: KQuantOps, w: &Matrix, q8k: &[u8], r0: usize, out: &mut [f32]) {
     let n = w.n_cols;
     let arb = n / QK_K * Q8_K_BYTES;
@@ -555,6 +556,13 @@ fn kquant_rows_block(kk: KQuantOps, w: &Matrix, q8k: &[u8], r0: usize, out: &mut
     let n_rows = out.len() / n_tok.max(1);
     let a = |t: usize| &q8k[t * arb..(t + 1) * arb];
     let mut r = 0;
+    if let Some(gemm_8) = kk.gemm_8.filter(|_| n_tok >= 2) {
+        r = n_rows / 8 * 8;
+        if r > 0 {
+            let rows = &w.data[r0 * w.row_bytes..(r0 + r) * w.row_bytes];
+            gemm_8(n, rows, w.row_bytes, q8k, &mut out[..r * n_tok]);
+        }
+    }
     while r + 4 <= n_rows {
         let wr: [&[u8]; 4] = std::array::from_fn(|i| w.row(r0 + r + i));
         if n_tok == 1 {

@@ -34,6 +34,7 @@ macro_rules! kquant {
                 (QK_K, <$b as KBlock>::BYTES, Q8_K_BYTES)
             ),
             gemm_4: kquant_gemm::<$b>,
+            gemm_8: None,
         }
     };
 }
