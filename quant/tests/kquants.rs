@@ -475,3 +475,102 @@ fn gathers_carry_q8_k() {
     let odd = Activations::from_rows(&x[..96], 96).unwrap();
     assert!(odd.q8k_row(0).is_none());
 }
+
+/// Q4_K's eight-row many-token kernel (`gemm_8`, where a table has it) against the spec, bit for
+/// bit: called directly on one and two groups of eight distinct rows (at a padded stride), on
+/// edge data (all quants 15 with scales and mins 63, zeros, a ramp, random bytes; activations
+/// ±127 and -128) and every tile remainder of the token count (and past one 64-token chunk),
+/// and through `matmul` on 9 and 13 rows (from 5 tokens a group of eight and leftover rows).
+#[test]
+fn q4_k_gemm_8_matches_the_spec() {
+    let t = TYPES[0];
+    assert_eq!(t.ty, GgmlType::Q4K);
+    let random: Vec<u8> = values(4096, 11)
+        .iter()
+        .map(|v| ((v + 1.0) * 128.0) as u8)
+        .collect();
+    let ramp: Vec<u8> = (0..=255).collect();
+    let byte_sets: [&[u8]; 4] = [&[0xff], &[0x00, 0xff, 0x0f], &ramp, &random];
+    let scale_sets: [&[u16]; 3] = [&[0x3c00, 0x2e66, 0xb800], &[0x7bff, 0x0001], &[0x1010]];
+    let act_sets: [&[i8]; 4] = [&[-128], &[127], &[127, -128, 0, -127, 3], &[-128, 127]];
+    let random_acts: Vec<i8> = random.iter().map(|&b| b as i8).collect();
+    let nb = 3;
+    let n = nb * QK_K;
+    let span = nb * t.bytes;
+    let row_bytes = span + 40;
+    let mut checked = 0;
+    for k in tables() {
+        let Some(gemm_8) = (t.pick)(k).gemm_8 else {
+            continue;
+        };
+        for (wi, wb) in byte_sets.iter().enumerate() {
+            let ws = scale_sets[wi % scale_sets.len()];
+            // 16 distinct rows (each a different offset into the bytes and scales).
+            let rows: Vec<Vec<u8>> = (0..16)
+                .map(|r| weight_row(t, nb, wb, 29 * r + wi, &ws[r % ws.len()..]))
+                .collect();
+            let mut w = vec![0xa5u8; 16 * row_bytes];
+            for (r, row) in rows.iter().enumerate() {
+                w[r * row_bytes..r * row_bytes + span].copy_from_slice(row);
+            }
+            for (ai, ab) in act_sets.iter().chain([&&random_acts[..]]).enumerate() {
+                for n_tok in [1usize, 2, 3, 5, 9, 13, 70] {
+                    let acts: Vec<Vec<u8>> = (0..n_tok)
+                        .map(|j| act_row(nb, ab, 17 * j + ai, &[0.25, -1.5, 3e-3]))
+                        .collect();
+                    let a: Vec<u8> = acts.concat();
+                    for n_rows in [8, 16] {
+                        let mut out = vec![f32::NAN; n_rows * n_tok];
+                        gemm_8(
+                            n,
+                            &w[..(n_rows - 1) * row_bytes + span],
+                            row_bytes,
+                            &a,
+                            &mut out,
+                        );
+                        for r in 0..n_rows {
+                            for j in 0..n_tok {
+                                let want = (t.spec)(n, &rows[r], &acts[j]);
+                                let got = out[r * n_tok + j];
+                                assert!(
+                                    same(got, want),
+                                    "gemm_8 on {}: rows {n_rows} r{r} t{j} of {n_tok}, bytes {wi}, \
+                                     acts {ai}: {got:e} != spec {want:e}",
+                                    k.isa
+                                );
+                            }
+                        }
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    if kernels::available().contains(&Isa::Avx2) {
+        assert!(checked > 0, "the AVX2 table has a Q4_K gemm_8");
+    }
+    // Through the driver: a group of eight plus leftover rows, every table.
+    for n_rows in [9, 13] {
+        let wb = weight_matrix(t, n_rows, 512, 5 + n_rows as u64);
+        let w = Matrix::new(t.ty, &wb, n_rows, 512).unwrap();
+        for n_tok in [1usize, 2, 5, 9, 13] {
+            let x = values(n_tok * 512, 3 + n_tok as u64);
+            let acts = Activations::from_rows(&x, 512).unwrap();
+            for isa in kernels::available() {
+                let mut y = vec![0.0; n_tok * n_rows];
+                matmul_with(kernels::table(isa).unwrap(), &w, &acts, &mut y).unwrap();
+                for tok in 0..n_tok {
+                    let a = acts.q8k_row(tok).unwrap();
+                    for r in 0..n_rows {
+                        let want = (t.spec)(512, w.row(r), a);
+                        assert_eq!(
+                            y[tok * n_rows + r].to_bits(),
+                            want.to_bits(),
+                            "{isa} {n_rows} rows, {n_tok} tokens: t{tok} r{r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -13,19 +13,22 @@
 //! Three shapes: `dot_x4` (decode: four rows, one token, each activation group loaded once and
 //! the next row group prefetched), `gemm_4` (prompts and batches: four rows decoded once per
 //! super-block to the stack, then every token, eight at a time) and `tile_4x4` (four tokens; the
-//! drivers use `gemm_4`, the tile is kept for the common kernel shape and its tests).
+//! drivers use `gemm_4`, the tile is kept for the common kernel shape and its tests). Q4_K also
+//! has `gemm_8` for prompts: eight rows in the 32-bit lanes of one vector (packed once per
+//! super-block), so a tile of four tokens needs no horizontal adds (`q4_k_lanes_rows`).
 //!
 //! [`kernels`] must only be installed in a table that is handed out after the AVX2/FMA/F16C check
 //! (`x86_avx2::kernels`): the safe wrappers below rely on it.
 
 use std::arch::x86_64::*;
+use std::cell::RefCell;
 
 use super::kquant_scalar::{check_gemm_4, check_kquant, quantize_row_q8_k};
-use super::{KQuantKernels, KQuantOps, Q8_K_BYTES, QK_K};
+use super::{check_tokens, row_span, KQuantKernels, KQuantOps, Q8_K_BYTES, QK_K};
 
 /// The multi-row kernels of one block type.
 macro_rules! kquant {
-    ($b:ty) => {
+    ($b:ty, $gemm_8:expr) => {
         KQuantOps {
             kernels: quant_kernels_by_4!(
                 |n, w, a| kquant_rows::<$b, 1>(n, [w], a)[0],
@@ -34,6 +37,7 @@ macro_rules! kquant {
                 (QK_K, <$b as KBlock>::BYTES, Q8_K_BYTES)
             ),
             gemm_4: kquant_gemm::<$b>,
+            gemm_8: $gemm_8,
         }
     };
 }
@@ -85,9 +89,9 @@ pub(super) fn kernels() -> KQuantKernels {
         quantize_row_q8_k,
         q2_k: portable.q2_k,
         q3_k: portable.q3_k,
-        q4_k: kquant!(Q4K),
-        q5_k: kquant!(Q5K),
-        q6_k: kquant!(Q6K),
+        q4_k: kquant!(Q4K, Some(q4_k_lanes_rows)),
+        q5_k: kquant!(Q5K, None),
+        q6_k: kquant!(Q6K, None),
     }
 }
 
@@ -761,6 +765,317 @@ unsafe fn gemm_chunk<B: KBlock, const T: usize>(
             let sums = finish::<B>(iv, bv);
             let v = accumulate::<B>(_mm_loadu_ps(oj), d.dw, d.dmin, act_scale(at), sums);
             _mm_storeu_ps(oj, v);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q4_K prompt / batch: eight rows in the lanes of one vector
+// ---------------------------------------------------------------------------------------------
+
+/// Bytes per Q4_K block.
+const Q4K_BYTES: usize = 144;
+/// Tokens per lane-kernel tile.
+const LANES_TOKENS: usize = 4;
+/// Tokens per pass over the rows in [`q4_k_lanes_rows`]: their Q8_K rows (64 × 4.6 KB for a
+/// 4096-wide matrix) stay in L2 while every row group reads them.
+const LANES_CHUNK: usize = 64;
+
+/// One Q4_K super-block of eight rows packed for [`q4_k_packed_tile`], row `i` in 32-bit lane
+/// `i` of every vector: `[8 j + k]` the unsigned quants (0..15) of sub-block `j`, elements
+/// `4k..4k + 4`; `[64 + j]` the 6-bit scale of sub-block `j` in both `i16` halves; `[72 + p]` the
+/// mins of sub-blocks `2p` and `2p + 1` as an `i16` pair; `[76]` `d` and `[77]` `dmin` as f32.
+const PACKED_VECS: usize = 78;
+const PK_SCALES: usize = 64;
+const PK_MINS: usize = 72;
+const PK_D: usize = 76;
+const PK_DMIN: usize = 77;
+
+thread_local! {
+    /// Each thread's f32 accumulators for [`q4_k_lanes_rows`], one vector (eight rows) a token.
+    static LANES_ACC: RefCell<Vec<__m256>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Per (token, super-block) of `n_tok` Q8_K rows of `nb` blocks: the 8 sub-block sums of the
+/// quants (`bsums[2j] + bsums[2j + 1]`, at most 32·128 in magnitude: exact in `i16`) as four
+/// pairs `A_2p | A_2p+1 << 16`, `[(t · nb + b) · 4 + p]`: what a `madd` with a row's min pair
+/// turns into `m_2p·A_2p + m_2p+1·A_2p+1`.
+fn q8_k_min_pairs(a: &[u8], n_tok: usize, nb: usize) -> Vec<i32> {
+    assert!(a.len() >= n_tok * nb * Q8_K_BYTES, "q8_k min pairs: rows");
+    let mut out = Vec::with_capacity(n_tok * nb * 4);
+    for blk in a.chunks_exact(Q8_K_BYTES).take(n_tok * nb) {
+        let bs = |i: usize| i16::from_le_bytes([blk[260 + 2 * i], blk[261 + 2 * i]]);
+        for p in 0..4 {
+            let lo = bs(4 * p).wrapping_add(bs(4 * p + 1));
+            let hi = bs(4 * p + 2).wrapping_add(bs(4 * p + 3));
+            out.push(i32::from(lo as u16) | i32::from(hi as u16) << 16);
+        }
+    }
+    out
+}
+
+/// [`super::KQuantGemm8`] for Q4_K: for each chunk of up to [`LANES_CHUNK`] tokens, each group
+/// of eight rows runs super-block by super-block: the eight rows' block is packed once
+/// ([`q4_k_pack8`], 2.5 KB: it stays in L1) and then read by every tile of [`LANES_TOKENS`]
+/// tokens (and one tile of the rest), the outputs accumulating in super-block order in a
+/// per-thread vector a token, as the spec.
+fn q4_k_lanes_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+    assert_eq!(n % QK_K, 0, "q4_k lanes: {n} is not whole super-blocks");
+    let nb = n / QK_K;
+    let arb = nb * Q8_K_BYTES;
+    let n_tok = check_tokens(a.len(), arb, out.len());
+    if n_tok == 0 {
+        return;
+    }
+    let n_rows = out.len() / n_tok;
+    assert_eq!(
+        n_rows % 8,
+        0,
+        "q4_k lanes: {n_rows} rows are not groups of 8"
+    );
+    row_span(n, QK_K, Q4K_BYTES, w.len(), row_bytes, n_rows);
+    let pairs = q8_k_min_pairs(a, n_tok, nb);
+    LANES_ACC.with_borrow_mut(|acc| {
+        if acc.len() < LANES_CHUNK {
+            // SAFETY: all-zero bits are a valid __m256.
+            acc.resize(LANES_CHUNK, unsafe { std::mem::zeroed() });
+        }
+        for t0 in (0..n_tok).step_by(LANES_CHUNK) {
+            let m = LANES_CHUNK.min(n_tok - t0);
+            for r0 in (0..n_rows).step_by(8) {
+                // SAFETY: reachable only through a table built after the AVX2/FMA/F16C check;
+                // rows r0..r0 + 8 of nb blocks lie in `w` (row_span above), tokens t0..t0 + m
+                // have nb Q8_K blocks in `a` (check_tokens) and 4·nb pairs each, and `acc`
+                // holds LANES_CHUNK ≥ m vectors.
+                unsafe {
+                    q4_k_lanes8(
+                        nb,
+                        w.as_ptr().add(r0 * row_bytes),
+                        row_bytes,
+                        a.as_ptr().add(t0 * arb),
+                        arb,
+                        pairs.as_ptr().add(t0 * nb * 4),
+                        &mut acc[..m],
+                    )
+                };
+                for (j, v) in acc[..m].iter().enumerate() {
+                    let mut o = [0.0f32; 8];
+                    // SAFETY: `o` has room for 8 f32.
+                    unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
+                    for (i, x) in o.iter().enumerate() {
+                        out[(r0 + i) * n_tok + t0 + j] = *x;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Eight Q4_K rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()` tokens
+/// (their Q8_K rows at `a`, `arb` bytes apart, and their [`q8_k_min_pairs`] at `pairs`,
+/// `4 nb` apart): `acc[t]` lane `i` = the spec's dot of row `i` and token `t`.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; the eight rows of `nb` 144-byte blocks are readable; `a` holds
+/// `acc.len()` rows of `nb` Q8_K blocks at stride `arb`, and `pairs` `4 nb` values per token.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_lanes8(
+    nb: usize,
+    w0: *const u8,
+    row_bytes: usize,
+    a: *const u8,
+    arb: usize,
+    pairs: *const i32,
+    acc: &mut [__m256],
+) {
+    let n_tok = acc.len();
+    acc.fill(_mm256_setzero_ps());
+    let mut pk = [_mm256_setzero_si256(); PACKED_VECS];
+    let acc = acc.as_mut_ptr();
+    // SAFETY: per the contract, every block b < nb of the eight rows, every Q8_K block b of a
+    // token t < n_tok and its four pairs are readable; `acc` holds n_tok vectors.
+    unsafe {
+        for b in 0..nb {
+            let wb = w0.add(b * Q4K_BYTES);
+            // The same rows' next super-block (a prefetch never faults; `wrapping_add` keeps
+            // the address arithmetic defined past the last block).
+            for i in 0..8 {
+                let p = wb.wrapping_add(i * row_bytes + Q4K_BYTES);
+                _mm_prefetch::<_MM_HINT_T0>(p.cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(Q4K_BYTES - 1).cast());
+            }
+            q4_k_pack8(wb, row_bytes, &mut pk);
+            let ab = a.add(b * Q8_K_BYTES);
+            let pb = pairs.add(4 * b);
+            let tile_args = |t: usize| (ab.add(t * arb), pb.add(t * 4 * nb), acc.add(t));
+            let mut t = 0;
+            while t + LANES_TOKENS <= n_tok {
+                let (at, pt, ot) = tile_args(t);
+                q4_k_packed_tile::<LANES_TOKENS>(&pk, at, arb, pt, 4 * nb, ot);
+                t += LANES_TOKENS;
+            }
+            let (at, pt, ot) = tile_args(t);
+            match n_tok - t {
+                3 => q4_k_packed_tile::<3>(&pk, at, arb, pt, 4 * nb, ot),
+                2 => q4_k_packed_tile::<2>(&pk, at, arb, pt, 4 * nb, ot),
+                1 => q4_k_packed_tile::<1>(&pk, at, arb, pt, 4 * nb, ot),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Packs one Q4_K super-block of eight rows (row `i`'s at `wb + i·row_bytes`) into `pk` (see
+/// [`PACKED_VECS`] for the layout).
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; the eight 144-byte blocks are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+    let m4 = _mm256_set1_epi8(0x0f);
+    // SAFETY: per the contract: the quants are bytes 16..144 of each block, d / dmin bytes 0..4
+    // and the scales and mins bytes 4..16.
+    unsafe {
+        let row = |i: usize| wb.add(i * row_bytes);
+        // Quant bytes 32c + 16h .. + 16 hold elements 16h.. of sub-blocks 2c (low nibbles) and
+        // 2c + 1 (high nibbles): groups 4h..4h + 4 of both.
+        for c in 0..4 {
+            for h in 0..2 {
+                let off = 16 + 32 * c + 16 * h;
+                // x[k]: row k (low 128 bits) and row k + 4 (high).
+                let x: [__m256i; 4] = std::array::from_fn(|k| {
+                    _mm256_loadu2_m128i(row(k + 4).add(off).cast(), row(k).add(off).cast())
+                });
+                // 4×4 transposes of 32-bit groups within each 128-bit half: rows 0..4 (low
+                // half) and 4..8 (high half) end up in 32-bit lanes 0..8 in order.
+                let t0 = _mm256_unpacklo_epi32(x[0], x[1]);
+                let t1 = _mm256_unpackhi_epi32(x[0], x[1]);
+                let t2 = _mm256_unpacklo_epi32(x[2], x[3]);
+                let t3 = _mm256_unpackhi_epi32(x[2], x[3]);
+                let p = [
+                    _mm256_unpacklo_epi64(t0, t2),
+                    _mm256_unpackhi_epi64(t0, t2),
+                    _mm256_unpacklo_epi64(t1, t3),
+                    _mm256_unpackhi_epi64(t1, t3),
+                ];
+                for (m, pm) in p.iter().enumerate() {
+                    let k = 4 * h + m;
+                    pk[8 * (2 * c) + k] = _mm256_and_si256(*pm, m4);
+                    pk[8 * (2 * c + 1) + k] = _mm256_and_si256(_mm256_srli_epi16::<4>(*pm), m4);
+                }
+            }
+        }
+        // Scales and mins: byte j of each u64 for sub-block j. Rows (0, 1, 4, 5) and
+        // (2, 3, 6, 7) in the u64 lanes of two vectors; a byte shuffle makes each 128-bit half
+        // the two rows' bytes side by side per j, and 16-bit unpacks of the two vectors then
+        // give, per 128-bit half, 32-bit groups of rows 0..4 (low half) / 4..8 (high half) for
+        // j = 0..4 (`lo`) and 4..8 (`hi`).
+        let sm: [(u64, u64); 8] = std::array::from_fn(|i| scales_mins_k4(row(i)));
+        let interleave = _mm256_setr_epi8(
+            0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12,
+            5, 13, 6, 14, 7, 15,
+        );
+        let by_sub = |v: [u64; 8]| {
+            let q = |i: usize| v[i] as i64;
+            let x = _mm256_shuffle_epi8(_mm256_set_epi64x(q(5), q(4), q(1), q(0)), interleave);
+            let y = _mm256_shuffle_epi8(_mm256_set_epi64x(q(7), q(6), q(3), q(2)), interleave);
+            (_mm256_unpacklo_epi16(x, y), _mm256_unpackhi_epi16(x, y))
+        };
+        // Sub-block j's eight bytes (rows 0..8) in the low 64 bits.
+        let bytes_j = |(lo, hi): (__m256i, __m256i), j: usize| {
+            let v = if j < 4 { lo } else { hi };
+            let jj = (j % 4) as i32;
+            let idx = _mm256_setr_epi32(jj, jj + 4, 0, 0, 0, 0, 0, 0);
+            _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, idx))
+        };
+        let sc = by_sub(sm.map(|s| s.0));
+        let mn = by_sub(sm.map(|s| s.1));
+        for j in 0..8 {
+            let x = bytes_j(sc, j);
+            pk[PK_SCALES + j] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(x, x));
+        }
+        for p in 0..4 {
+            let (x, y) = (bytes_j(mn, 2 * p), bytes_j(mn, 2 * p + 1));
+            pk[PK_MINS + p] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(x, y));
+        }
+        // d | dmin << 16 of each row, then the eight d (low 128 bits) and dmin (high) as f16.
+        let dd = _mm256_setr_epi32(
+            row(0).cast::<i32>().read_unaligned(),
+            row(1).cast::<i32>().read_unaligned(),
+            row(2).cast::<i32>().read_unaligned(),
+            row(3).cast::<i32>().read_unaligned(),
+            row(4).cast::<i32>().read_unaligned(),
+            row(5).cast::<i32>().read_unaligned(),
+            row(6).cast::<i32>().read_unaligned(),
+            row(7).cast::<i32>().read_unaligned(),
+        );
+        let split = _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3,
+            6, 7, 10, 11, 14, 15,
+        );
+        let dd = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_shuffle_epi8(dd, split));
+        pk[PK_D] = _mm256_castps_si256(_mm256_cvtph_ps(_mm256_castsi256_si128(dd)));
+        pk[PK_DMIN] = _mm256_castps_si256(_mm256_cvtph_ps(_mm256_extracti128_si256::<1>(dd)));
+    }
+}
+
+/// One packed Q4_K super-block of eight rows ([`q4_k_pack8`]) against `T` tokens (their Q8_K
+/// block at `ab + t·arb`, their min pairs at `pairs + t·pstride`): `acc[t] += …`, row `i` in
+/// lane `i`, so no horizontal adds. Each packed vector of quants meets its four activation bytes
+/// broadcast to every lane; `maddubs` of unsigned 4-bit quants gives pairs of at most
+/// 2·15·128 = 3840, so a sub-block's eight add up in `i16` (≤ 30720); a `madd` with the scale
+/// vector makes them the lane's `sc_j · Σ q·a` in `i32`. The mins: one `madd` per two
+/// sub-blocks with the activation's sums. The float step is the spec's, lane by lane.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; `ab + t·arb` are whole Q8_K blocks, `pairs + t·pstride` hold 4
+/// values and `acc + t` is a valid vector, for t < T.
+// Index loops over the small fixed arrays: after unrolling every index is a constant.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_packed_tile<const T: usize>(
+    pk: &[__m256i; PACKED_VECS],
+    ab: *const u8,
+    arb: usize,
+    pairs: *const i32,
+    pstride: usize,
+    acc: *mut __m256,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut isum = [_mm256_setzero_si256(); T];
+        for j in 0..8 {
+            let mut s16 = [_mm256_setzero_si256(); T];
+            for k in 0..8 {
+                let wv = pk[8 * j + k];
+                for t in 0..T {
+                    let p = ab.add(t * arb + 4 + 32 * j + 4 * k);
+                    let av = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wv, av));
+                }
+            }
+            let sc = pk[PK_SCALES + j];
+            for t in 0..T {
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], sc));
+            }
+        }
+        let dw = _mm256_castsi256_ps(pk[PK_D]);
+        let dmin = _mm256_castsi256_ps(pk[PK_DMIN]);
+        for t in 0..T {
+            let pt = pairs.add(t * pstride);
+            let mut msum = _mm256_madd_epi16(pk[PK_MINS], _mm256_set1_epi32(*pt));
+            for p in 1..4 {
+                let m = _mm256_madd_epi16(pk[PK_MINS + p], _mm256_set1_epi32(*pt.add(p)));
+                msum = _mm256_add_epi32(msum, m);
+            }
+            let da = _mm256_set1_ps(ab.add(t * arb).cast::<f32>().read_unaligned());
+            let x = _mm256_mul_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(isum[t]));
+            let y = _mm256_mul_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(msum));
+            let o = acc.add(t);
+            *o = _mm256_add_ps(*o, _mm256_sub_ps(x, y));
         }
     }
 }

@@ -30,6 +30,7 @@ macro_rules! kquant {
                     o.copy_from_slice(&kquant_x::<$b, 4>(n, w, at));
                 }
             },
+            gemm_8: None,
         }
     };
 }

@@ -27,6 +27,7 @@ macro_rules! rowwise {
                     }
                 }
             },
+            gemm_8: None,
         }
     };
 }

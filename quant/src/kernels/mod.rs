@@ -174,6 +174,11 @@ pub struct FloatKernels {
 /// Four K-quant weight rows against `out.len() / 4` Q8_K activation rows stored back to back in
 /// `a`: `out` [n_tok][4] (`out[4 t + r]`), each output the spec's dot of row `r` and token `t`.
 pub type KQuantGemm4 = fn(n: usize, w: [&[u8]; 4], a: &[u8], out: &mut [f32]);
+/// A run of K-quant weight rows (row `r` at `w[r * row_bytes]`, `n` elements each; their number
+/// `out.len() / n_tok` a multiple of 8) against `n_tok` Q8_K activation rows back to back in `a`:
+/// `out` [n_rows][n_tok] (`out[r * n_tok + t]`), each output the spec's dot of row `r` and token
+/// `t`. Note the layout: row-major by weight row, as the drivers keep it (not [`KQuantGemm4`]'s).
+pub type KQuantGemm8 = fn(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]);
 
 /// The kernels for one K-quant weight type against Q8_K activations.
 #[derive(Clone, Copy, Debug)]
@@ -182,6 +187,9 @@ pub struct KQuantOps {
     pub kernels: QuantKernels,
     /// Prompt / batch: each weight super-block is decoded once for every token.
     pub gemm_4: KQuantGemm4,
+    /// Prompt / batch over groups of eight rows, where a table has a faster kernel for them (the
+    /// drivers take [`KQuantOps::gemm_4`] for the rest, and where this is `None`).
+    pub gemm_8: Option<KQuantGemm8>,
 }
 
 /// The K-quant kernels of one instruction set: weights against Q8_K activation rows.
