@@ -480,8 +480,9 @@ fn gathers_carry_q8_k() {
 /// bit: called directly on one and two groups of eight distinct rows (at a padded stride), on
 /// the weight bytes of `byte_sets` (`fix` then edits each row's blocks: set, row, block) with
 /// activations ±127 and -128 and random ones, on every tile remainder of the token count (and
-/// past one 64-token chunk), and through `matmul` on 9 and 13 rows (from 5 tokens a group of
-/// eight and leftover rows). Returns how many `gemm_8` runs were checked.
+/// past one 64-token chunk), and through `matmul` on 9 and 13 rows (past the type's cut-off, a
+/// group of eight and leftover rows; 1 to 13 tokens, both sides of each cut-off). Returns how
+/// many `gemm_8` runs were checked.
 fn check_gemm_8(t: Ty, byte_sets: &[&[u8]], fix: impl Fn(usize, usize, &mut [u8])) -> usize {
     let random: Vec<u8> = values(4096, 11)
         .iter()
@@ -553,7 +554,7 @@ fn check_gemm_8(t: Ty, byte_sets: &[&[u8]], fix: impl Fn(usize, usize, &mut [u8]
     for n_rows in [9, 13] {
         let wb = weight_matrix(t, n_rows, 512, 5 + n_rows as u64);
         let w = Matrix::new(t.ty, &wb, n_rows, 512).unwrap();
-        for n_tok in [1usize, 2, 5, 9, 13] {
+        for n_tok in [1usize, 2, 5, 6, 9, 13] {
             let x = values(n_tok * 512, 3 + n_tok as u64);
             let acts = Activations::from_rows(&x, 512).unwrap();
             for isa in kernels::available() {
@@ -604,5 +605,18 @@ fn q6_k_gemm_8_matches_the_spec() {
     });
     if kernels::available().contains(&Isa::Avx2) {
         assert!(checked > 0, "the AVX2 table has a Q6_K gemm_8");
+    }
+}
+
+/// [`check_gemm_8`] for Q5_K: all quants 31 with scales and mins 63, zeros, mixed bytes, a ramp.
+#[test]
+fn q5_k_gemm_8_matches_the_spec() {
+    let t = TYPES[2];
+    assert_eq!(t.ty, GgmlType::Q5K);
+    let ramp: Vec<u8> = (0..=255).collect();
+    let sets: [&[u8]; 4] = [&[0xff], &[0x00], &[0x00, 0xff, 0x0f], &ramp];
+    let checked = check_gemm_8(t, &sets, |_, _, _| {});
+    if kernels::available().contains(&Isa::Avx2) {
+        assert!(checked > 0, "the AVX2 table has a Q5_K gemm_8");
     }
 }

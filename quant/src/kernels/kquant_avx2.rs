@@ -13,8 +13,8 @@
 //! Three shapes: `dot_x4` (decode: four rows, one token, each activation group loaded once and
 //! the next row group prefetched), `gemm_4` (prompts and batches: four rows decoded once per
 //! super-block to the stack, then every token, eight at a time) and `tile_4x4` (four tokens; the
-//! drivers use `gemm_4`, the tile is kept for the common kernel shape and its tests). Q4_K and
-//! Q6_K also have `gemm_8` for prompts: eight rows in the 32-bit lanes of one vector (packed once
+//! drivers use `gemm_4`, the tile is kept for the common kernel shape and its tests). Q4_K, Q5_K
+//! and Q6_K also have `gemm_8` for prompts: eight rows in the 32-bit lanes of one vector (packed once
 //! per super-block), so a tile of four tokens needs no horizontal adds (`lanes_rows`).
 //!
 //! [`kernels`] must only be installed in a table that is handed out after the AVX2/FMA/F16C check
@@ -90,7 +90,7 @@ pub(super) fn kernels() -> KQuantKernels {
         q2_k: portable.q2_k,
         q3_k: portable.q3_k,
         q4_k: kquant!(Q4K, Some(lanes_rows::<Q4K>)),
-        q5_k: kquant!(Q5K, None),
+        q5_k: kquant!(Q5K, Some(lanes_rows::<Q5K>)),
         q6_k: kquant!(Q6K, Some(lanes_rows::<Q6K>)),
     }
 }
@@ -770,7 +770,7 @@ unsafe fn gemm_chunk<B: KBlock, const T: usize>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Prompt / batch: eight rows in the lanes of one vector (Q4_K, Q6_K)
+// Prompt / batch: eight rows in the lanes of one vector (Q4_K, Q5_K, Q6_K)
 // ---------------------------------------------------------------------------------------------
 
 /// Tokens per lane-kernel tile.
@@ -956,12 +956,12 @@ unsafe fn lanes8<L: Lanes>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Q4_K in lanes
+// Q4_K and Q5_K in lanes
 // ---------------------------------------------------------------------------------------------
 
-/// Q4_K's packed super-block of eight rows: `[8 j + k]` the unsigned quants (0..15) of sub-block
-/// `j`, elements `4k..4k + 4`; `[64 + j]` the 6-bit scale of sub-block `j` in both `i16` halves;
-/// `[72 + p]` the mins of sub-blocks `2p` and `2p + 1` as an `i16` pair; `[76]` `d` and `[77]`
+/// Q4_K's (and Q5_K's) packed super-block of eight rows: `[8 j + k]` the unsigned quants (0..15,
+/// Q5_K 0..31) of sub-block `j`, elements `4k..4k + 4`; `[64 + j]` the 6-bit scale of sub-block
+/// `j` in both `i16` halves; `[72 + p]` the mins of sub-blocks `2p` and `2p + 1` as an `i16` pair; `[76]` `d` and `[77]`
 /// `dmin` as f32.
 const PK_SCALES: usize = 64;
 const PK_MINS: usize = 72;
@@ -976,7 +976,7 @@ impl Lanes for Q4K {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
         // SAFETY: as the trait requires.
-        unsafe { q4_k_pack8(wb, row_bytes, pk) }
+        unsafe { k4_pack8::<false>(wb, row_bytes, pk) }
     }
 
     #[inline]
@@ -990,48 +990,62 @@ impl Lanes for Q4K {
         acc: *mut __m256,
     ) {
         // SAFETY: as the trait requires.
-        unsafe { q4_k_packed_tile::<T>(pk, ab, arb, pairs, pstride, acc) }
+        unsafe { k4_packed_tile::<T, false>(pk, ab, arb, pairs, pstride, acc) }
     }
 }
 
-/// Packs one Q4_K super-block of eight rows (row `i`'s at `wb + i·row_bytes`) into `pk` (see
-/// [`PK_SCALES`] for the layout).
+/// Packs one Q4_K (or, with `Q5`, Q5_K) super-block of eight rows (row `i`'s at
+/// `wb + i·row_bytes`) into `pk` (see [`PK_SCALES`] for the layout; Q5_K's quants are 0..31).
 ///
 /// # Safety
-/// The CPU has AVX2/FMA/F16C; the eight 144-byte blocks are readable.
+/// The CPU has AVX2/FMA/F16C; the eight 144-byte (`Q5`: 176-byte) blocks are readable.
+// Index loops over the small fixed arrays: after unrolling every index is a constant.
+#[allow(clippy::needless_range_loop)]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+unsafe fn k4_pack8<const Q5: bool>(
+    wb: *const u8,
+    row_bytes: usize,
+    pk: &mut [__m256i; PACKED_VECS],
+) {
     let m4 = _mm256_set1_epi8(0x0f);
-    // SAFETY: per the contract: the quants are bytes 16..144 of each block, d / dmin bytes 0..4
-    // and the scales and mins bytes 4..16.
+    let bit4 = _mm256_set1_epi8(0x10);
+    // SAFETY: per the contract: the quants are bytes 16..144 of each Q4_K block (Q5_K: the low
+    // bits 48..176, the high bits 16..48), d / dmin bytes 0..4 and the scales and mins bytes
+    // 4..16.
     unsafe {
         let row = |i: usize| wb.add(i * row_bytes);
+        let qs = if Q5 { 48 } else { 16 };
+        // Q5_K: bit j of qh[l] is bit 4 of sub-block j's element l; `qh[h][m]` holds (row i in
+        // lane i) qh[16h + 4m..16h + 4m + 4], the high bits of chunk 4h + m of every sub-block,
+        // shifted right by 2 after each pair of sub-blocks, so that sub-blocks 2c and 2c + 1
+        // find theirs at bits 0 and 1 (constant shifts whether or not the loop is unrolled;
+        // 16-bit shifts: the mask drops what crosses bytes).
+        let mut qh = if Q5 {
+            [transpose8x16(row, 16), transpose8x16(row, 32)]
+        } else {
+            [[_mm256_setzero_si256(); 4]; 2]
+        };
         // Quant bytes 32c + 16h .. + 16 hold elements 16h.. of sub-blocks 2c (low nibbles) and
         // 2c + 1 (high nibbles): groups 4h..4h + 4 of both.
         for c in 0..4 {
             for h in 0..2 {
-                let off = 16 + 32 * c + 16 * h;
-                // x[k]: row k (low 128 bits) and row k + 4 (high).
-                let x: [__m256i; 4] = std::array::from_fn(|k| {
-                    _mm256_loadu2_m128i(row(k + 4).add(off).cast(), row(k).add(off).cast())
-                });
-                // 4×4 transposes of 32-bit groups within each 128-bit half: rows 0..4 (low
-                // half) and 4..8 (high half) end up in 32-bit lanes 0..8 in order.
-                let t0 = _mm256_unpacklo_epi32(x[0], x[1]);
-                let t1 = _mm256_unpackhi_epi32(x[0], x[1]);
-                let t2 = _mm256_unpacklo_epi32(x[2], x[3]);
-                let t3 = _mm256_unpackhi_epi32(x[2], x[3]);
-                let p = [
-                    _mm256_unpacklo_epi64(t0, t2),
-                    _mm256_unpackhi_epi64(t0, t2),
-                    _mm256_unpacklo_epi64(t1, t3),
-                    _mm256_unpackhi_epi64(t1, t3),
-                ];
+                let p = transpose8x16(row, qs + 32 * c + 16 * h);
                 for (m, pm) in p.iter().enumerate() {
                     let k = 4 * h + m;
-                    pk[8 * (2 * c) + k] = _mm256_and_si256(*pm, m4);
-                    pk[8 * (2 * c + 1) + k] = _mm256_and_si256(_mm256_srli_epi16::<4>(*pm), m4);
+                    let lo = _mm256_and_si256(*pm, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(*pm), m4);
+                    if Q5 {
+                        let q = qh[h][m];
+                        let b0 = _mm256_and_si256(_mm256_slli_epi16::<4>(q), bit4);
+                        let b1 = _mm256_and_si256(_mm256_slli_epi16::<3>(q), bit4);
+                        pk[8 * (2 * c) + k] = _mm256_or_si256(lo, b0);
+                        pk[8 * (2 * c + 1) + k] = _mm256_or_si256(hi, b1);
+                        qh[h][m] = _mm256_srli_epi16::<2>(q);
+                    } else {
+                        pk[8 * (2 * c) + k] = lo;
+                        pk[8 * (2 * c + 1) + k] = hi;
+                    }
                 }
             }
         }
@@ -1089,13 +1103,15 @@ unsafe fn q4_k_pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_
     }
 }
 
-/// One packed Q4_K super-block of eight rows ([`q4_k_pack8`]) against `T` tokens (their Q8_K
-/// block at `ab + t·arb`, their min pairs at `pairs + t·pstride`): `acc[t] += …`, row `i` in
-/// lane `i`, so no horizontal adds. Each packed vector of quants meets its four activation bytes
-/// broadcast to every lane; `maddubs` of unsigned 4-bit quants gives pairs of at most
-/// 2·15·128 = 3840, so a sub-block's eight add up in `i16` (≤ 30720); a `madd` with the scale
-/// vector makes them the lane's `sc_j · Σ q·a` in `i32`. The mins: one `madd` per two
-/// sub-blocks with the activation's sums. The float step is the spec's, lane by lane.
+/// One packed Q4_K (`Q5`: Q5_K) super-block of eight rows ([`k4_pack8`]) against `T` tokens
+/// (their Q8_K block at `ab + t·arb`, their min pairs at `pairs + t·pstride`): `acc[t] += …`,
+/// row `i` in lane `i`, so no horizontal adds. Each packed vector of quants meets its four
+/// activation bytes broadcast to every lane; `maddubs` of unsigned 4-bit quants gives pairs of
+/// at most 2·15·128 = 3840, so a sub-block's eight add up in `i16` (≤ 30720); a `madd` with the
+/// scale vector makes them the lane's `sc_j · Σ q·a` in `i32`. Q5_K's 5-bit quants give pairs of
+/// at most 2·31·128 = 7936: four add up in `i16` (≤ 31744), two `madd`s a sub-block. The mins:
+/// one `madd` per two sub-blocks with the activation's sums. The float step is the spec's, lane
+/// by lane.
 ///
 /// # Safety
 /// The CPU has AVX2/FMA/F16C; `ab + t·arb` are whole Q8_K blocks, `pairs + t·pstride` hold 4
@@ -1104,7 +1120,7 @@ unsafe fn q4_k_pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_
 #[allow(clippy::needless_range_loop)]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_packed_tile<const T: usize>(
+unsafe fn k4_packed_tile<const T: usize, const Q5: bool>(
     pk: &[__m256i; PACKED_VECS],
     ab: *const u8,
     arb: usize,
@@ -1116,6 +1132,7 @@ unsafe fn q4_k_packed_tile<const T: usize>(
     unsafe {
         let mut isum = [_mm256_setzero_si256(); T];
         for j in 0..8 {
+            let sc = pk[PK_SCALES + j];
             let mut s16 = [_mm256_setzero_si256(); T];
             for k in 0..8 {
                 let wv = pk[8 * j + k];
@@ -1124,8 +1141,13 @@ unsafe fn q4_k_packed_tile<const T: usize>(
                     let av = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
                     s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wv, av));
                 }
+                if Q5 && k == 3 {
+                    for t in 0..T {
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], sc));
+                        s16[t] = _mm256_setzero_si256();
+                    }
+                }
             }
-            let sc = pk[PK_SCALES + j];
             for t in 0..T {
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], sc));
             }
@@ -1145,6 +1167,32 @@ unsafe fn q4_k_packed_tile<const T: usize>(
             let o = acc.add(t);
             *o = _mm256_add_ps(*o, _mm256_sub_ps(x, y));
         }
+    }
+}
+
+impl Lanes for Q5K {
+    const BYTES: usize = 176;
+    const PAIRS: usize = 4;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+        // SAFETY: as the trait requires.
+        unsafe { k4_pack8::<true>(wb, row_bytes, pk) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        pk: &[__m256i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        pairs: *const i32,
+        pstride: usize,
+        acc: *mut __m256,
+    ) {
+        // SAFETY: as the trait requires.
+        unsafe { k4_packed_tile::<T, true>(pk, ab, arb, pairs, pstride, acc) }
     }
 }
 
