@@ -556,12 +556,15 @@ const KQUANT_TOKENS: usize = 64;
 /// 2 and 4 tokens slower than `gemm_4`, 5 tokens 6.8 → 6.0 ns per output super-block).
 const KQUANT_LANES_MIN_TOKENS: usize = 5;
 
-/// [`KQUANT_LANES_MIN_TOKENS`] for weights of type `ty`. Q6_K's `gemm_4` pays more per token
-/// (its 16 scales, the horizontal adds), so its `gemm_8` wins from 2 tokens (AVX2, 256 × 4096,
-/// one Zen 3 core, ns per output super-block: 2 tokens 11.4 → 10.0, 3: 9.6 → 7.5, 4: 8.2 → 7.0).
+/// [`KQUANT_LANES_MIN_TOKENS`] for weights of type `ty` (AVX2, 256 × 4096, one Zen 3 core, ns
+/// per output super-block, `gemm_4` → `gemm_8`). Q6_K's `gemm_4` pays more per token (its 16
+/// scales, the horizontal adds), so its `gemm_8` wins from 2 tokens (2: 11.4 → 10.0, 3: 9.6 →
+/// 7.5, 4: 8.2 → 7.0). Q5_K's packing (the fifth bits) pays from 6 (5: 6.6 → 7.1, 6: 6.1 → 5.7,
+/// 7: 6.0 → 5.3).
 fn kquant_lanes_min_tokens(ty: GgmlType) -> usize {
     match ty {
         GgmlType::Q6K => 2,
+        GgmlType::Q5K => 6,
         _ => KQUANT_LANES_MIN_TOKENS,
     }
 }
