@@ -556,9 +556,22 @@ const KQUANT_TOKENS: usize = 64;
 /// 2 and 4 tokens slower than `gemm_4`, 5 tokens 6.8 → 6.0 ns per output super-block).
 const KQUANT_LANES_MIN_TOKENS: usize = 5;
 
+/// [`KQUANT_LANES_MIN_TOKENS`] for weights of type `ty` (AVX2, 256 × 4096, one Zen 3 core, ns
+/// per output super-block, `gemm_4` → `gemm_8`). Q6_K's `gemm_4` pays more per token (its 16
+/// scales, the horizontal adds), so its `gemm_8` wins from 2 tokens (2: 11.4 → 10.0, 3: 9.6 →
+/// 7.5, 4: 8.2 → 7.0). Q5_K's packing (the fifth bits) pays from 6 (5: 6.6 → 7.1, 6: 6.1 → 5.7,
+/// 7: 6.0 → 5.3).
+fn kquant_lanes_min_tokens(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q6K => 2,
+        GgmlType::Q5K => 6,
+        _ => KQUANT_LANES_MIN_TOKENS,
+    }
+}
+
 /// Rows `r0..` of the K-quant matrix `w` against the tokens of `q8k` (their Q8_K rows, back to
 /// back): `out` [rows, n_tok]. One token: four rows at a time (the decode kernel); from
-/// [`KQUANT_LANES_MIN_TOKENS`], groups of eight rows through the table's `gemm_8` where it has
+/// [`kquant_lanes_min_tokens`], groups of eight rows through the table's `gemm_8` where it has
 /// one; the other rows four at a time against up to [`KQUANT_TOKENS`] tokens per call. Leftover
 /// rows take one dot each.
 fn kquant_rows_block(kk: KQuantOps, w: &Matrix, q8k: &[u8], r0: usize, out: &mut [f32]) {
@@ -568,7 +581,7 @@ fn kquant_rows_block(kk: KQuantOps, w: &Matrix, q8k: &[u8], r0: usize, out: &mut
     let n_rows = out.len() / n_tok.max(1);
     let a = |t: usize| &q8k[t * arb..(t + 1) * arb];
     let mut r = 0;
-    if let Some(gemm_8) = kk.gemm_8.filter(|_| n_tok >= KQUANT_LANES_MIN_TOKENS) {
+    if let Some(gemm_8) = kk.gemm_8.filter(|_| n_tok >= kquant_lanes_min_tokens(w.ty)) {
         r = n_rows / 8 * 8;
         if r > 0 {
             let rows = &w.data[r0 * w.row_bytes..(r0 + r) * w.row_bytes];

@@ -476,21 +476,18 @@ fn gathers_carry_q8_k() {
     assert!(odd.q8k_row(0).is_none());
 }
 
-/// Q4_K's eight-row many-token kernel (`gemm_8`, where a table has it) against the spec, bit for
+/// An eight-row many-token kernel (`gemm_8`, where a table has it) against the spec, bit for
 /// bit: called directly on one and two groups of eight distinct rows (at a padded stride), on
-/// edge data (all quants 15 with scales and mins 63, zeros, a ramp, random bytes; activations
-/// ±127 and -128) and every tile remainder of the token count (and past one 64-token chunk),
-/// and through `matmul` on 9 and 13 rows (from 5 tokens a group of eight and leftover rows).
-#[test]
-fn q4_k_gemm_8_matches_the_spec() {
-    let t = TYPES[0];
-    assert_eq!(t.ty, GgmlType::Q4K);
+/// the weight bytes of `byte_sets` (`fix` then edits each row's blocks: set, row, block) with
+/// activations ±127 and -128 and random ones, on every tile remainder of the token count (and
+/// past one 64-token chunk), and through `matmul` on 9 and 13 rows (past the type's cut-off, a
+/// group of eight and leftover rows; 1 to 13 tokens, both sides of each cut-off). Returns how
+/// many `gemm_8` runs were checked.
+fn check_gemm_8(t: Ty, byte_sets: &[&[u8]], fix: impl Fn(usize, usize, &mut [u8])) -> usize {
     let random: Vec<u8> = values(4096, 11)
         .iter()
         .map(|v| ((v + 1.0) * 128.0) as u8)
         .collect();
-    let ramp: Vec<u8> = (0..=255).collect();
-    let byte_sets: [&[u8]; 4] = [&[0xff], &[0x00, 0xff, 0x0f], &ramp, &random];
     let scale_sets: [&[u16]; 3] = [&[0x3c00, 0x2e66, 0xb800], &[0x7bff, 0x0001], &[0x1010]];
     let act_sets: [&[i8]; 4] = [&[-128], &[127], &[127, -128, 0, -127, 3], &[-128, 127]];
     let random_acts: Vec<i8> = random.iter().map(|&b| b as i8).collect();
@@ -503,11 +500,17 @@ fn q4_k_gemm_8_matches_the_spec() {
         let Some(gemm_8) = (t.pick)(k).gemm_8 else {
             continue;
         };
-        for (wi, wb) in byte_sets.iter().enumerate() {
+        for (wi, wb) in byte_sets.iter().chain([&&random[..]]).enumerate() {
             let ws = scale_sets[wi % scale_sets.len()];
             // 16 distinct rows (each a different offset into the bytes and scales).
             let rows: Vec<Vec<u8>> = (0..16)
-                .map(|r| weight_row(t, nb, wb, 29 * r + wi, &ws[r % ws.len()..]))
+                .map(|r| {
+                    let mut row = weight_row(t, nb, wb, 29 * r + wi, &ws[r % ws.len()..]);
+                    for blk in row.chunks_exact_mut(t.bytes) {
+                        fix(wi, r, blk);
+                    }
+                    row
+                })
                 .collect();
             let mut w = vec![0xa5u8; 16 * row_bytes];
             for (r, row) in rows.iter().enumerate() {
@@ -534,8 +537,9 @@ fn q4_k_gemm_8_matches_the_spec() {
                                 let got = out[r * n_tok + j];
                                 assert!(
                                     same(got, want),
-                                    "gemm_8 on {}: rows {n_rows} r{r} t{j} of {n_tok}, bytes {wi}, \
-                                     acts {ai}: {got:e} != spec {want:e}",
+                                    "{} gemm_8 on {}: rows {n_rows} r{r} t{j} of {n_tok}, \
+                                     bytes {wi}, acts {ai}: {got:e} != spec {want:e}",
+                                    t.ty,
                                     k.isa
                                 );
                             }
@@ -546,14 +550,11 @@ fn q4_k_gemm_8_matches_the_spec() {
             }
         }
     }
-    if kernels::available().contains(&Isa::Avx2) {
-        assert!(checked > 0, "the AVX2 table has a Q4_K gemm_8");
-    }
     // Through the driver: a group of eight plus leftover rows, every table.
     for n_rows in [9, 13] {
         let wb = weight_matrix(t, n_rows, 512, 5 + n_rows as u64);
         let w = Matrix::new(t.ty, &wb, n_rows, 512).unwrap();
-        for n_tok in [1usize, 2, 5, 9, 13] {
+        for n_tok in [1usize, 2, 5, 6, 9, 13] {
             let x = values(n_tok * 512, 3 + n_tok as u64);
             let acts = Activations::from_rows(&x, 512).unwrap();
             for isa in kernels::available() {
@@ -566,11 +567,56 @@ fn q4_k_gemm_8_matches_the_spec() {
                         assert_eq!(
                             y[tok * n_rows + r].to_bits(),
                             want.to_bits(),
-                            "{isa} {n_rows} rows, {n_tok} tokens: t{tok} r{r}"
+                            "{} {isa} {n_rows} rows, {n_tok} tokens: t{tok} r{r}",
+                            t.ty
                         );
                     }
                 }
             }
         }
+    }
+    checked
+}
+
+/// [`check_gemm_8`] for Q4_K: all quants 15 with scales and mins 63, zeros, a ramp.
+#[test]
+fn q4_k_gemm_8_matches_the_spec() {
+    let t = TYPES[0];
+    assert_eq!(t.ty, GgmlType::Q4K);
+    let ramp: Vec<u8> = (0..=255).collect();
+    let checked = check_gemm_8(t, &[&[0xff], &[0x00, 0xff, 0x0f], &ramp], |_, _, _| {});
+    if kernels::available().contains(&Isa::Avx2) {
+        assert!(checked > 0, "the AVX2 table has a Q4_K gemm_8");
+    }
+}
+
+/// [`check_gemm_8`] for Q6_K: all quants +31 (0xff) or -32 (0x00) with every scale 127 or -128
+/// (alternating by row), mixed bytes, a ramp.
+#[test]
+fn q6_k_gemm_8_matches_the_spec() {
+    let t = TYPES[1];
+    assert_eq!(t.ty, GgmlType::Q6K);
+    let ramp: Vec<u8> = (0..=255).collect();
+    let sets: [&[u8]; 4] = [&[0xff], &[0x00], &[0x00, 0xff, 0x0f], &ramp];
+    let checked = check_gemm_8(t, &sets, |wi, r, blk| {
+        if wi < 2 {
+            blk[192..208].fill(if (r + wi) % 2 == 0 { 0x7f } else { 0x80 });
+        }
+    });
+    if kernels::available().contains(&Isa::Avx2) {
+        assert!(checked > 0, "the AVX2 table has a Q6_K gemm_8");
+    }
+}
+
+/// [`check_gemm_8`] for Q5_K: all quants 31 with scales and mins 63, zeros, mixed bytes, a ramp.
+#[test]
+fn q5_k_gemm_8_matches_the_spec() {
+    let t = TYPES[2];
+    assert_eq!(t.ty, GgmlType::Q5K);
+    let ramp: Vec<u8> = (0..=255).collect();
+    let sets: [&[u8]; 4] = [&[0xff], &[0x00], &[0x00, 0xff, 0x0f], &ramp];
+    let checked = check_gemm_8(t, &sets, |_, _, _| {});
+    if kernels::available().contains(&Isa::Avx2) {
+        assert!(checked > 0, "the AVX2 table has a Q5_K gemm_8");
     }
 }

@@ -13,9 +13,9 @@
 //! Three shapes: `dot_x4` (decode: four rows, one token, each activation group loaded once and
 //! the next row group prefetched), `gemm_4` (prompts and batches: four rows decoded once per
 //! super-block to the stack, then every token, eight at a time) and `tile_4x4` (four tokens; the
-//! drivers use `gemm_4`, the tile is kept for the common kernel shape and its tests). Q4_K also
-//! has `gemm_8` for prompts: eight rows in the 32-bit lanes of one vector (packed once per
-//! super-block), so a tile of four tokens needs no horizontal adds (`q4_k_lanes_rows`).
+//! drivers use `gemm_4`, the tile is kept for the common kernel shape and its tests). Q4_K, Q5_K
+//! and Q6_K also have `gemm_8` for prompts: eight rows in the 32-bit lanes of one vector (packed once
+//! per super-block), so a tile of four tokens needs no horizontal adds (`lanes_rows`).
 //!
 //! [`kernels`] must only be installed in a table that is handed out after the AVX2/FMA/F16C check
 //! (`x86_avx2::kernels`): the safe wrappers below rely on it.
@@ -89,9 +89,9 @@ pub(super) fn kernels() -> KQuantKernels {
         quantize_row_q8_k,
         q2_k: portable.q2_k,
         q3_k: portable.q3_k,
-        q4_k: kquant!(Q4K, Some(q4_k_lanes_rows)),
-        q5_k: kquant!(Q5K, None),
-        q6_k: kquant!(Q6K, None),
+        q4_k: kquant!(Q4K, Some(lanes_rows::<Q4K>)),
+        q5_k: kquant!(Q5K, Some(lanes_rows::<Q5K>)),
+        q6_k: kquant!(Q6K, Some(lanes_rows::<Q6K>)),
     }
 }
 
@@ -770,29 +770,48 @@ unsafe fn gemm_chunk<B: KBlock, const T: usize>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Q4_K prompt / batch: eight rows in the lanes of one vector
+// Prompt / batch: eight rows in the lanes of one vector (Q4_K, Q5_K, Q6_K)
 // ---------------------------------------------------------------------------------------------
 
-/// Bytes per Q4_K block.
-const Q4K_BYTES: usize = 144;
 /// Tokens per lane-kernel tile.
 const LANES_TOKENS: usize = 4;
-/// Tokens per pass over the rows in [`q4_k_lanes_rows`]: their Q8_K rows (64 × 4.6 KB for a
+/// Tokens per pass over the rows in [`lanes_rows`]: their Q8_K rows (64 × 4.6 KB for a
 /// 4096-wide matrix) stay in L2 while every row group reads them.
 const LANES_CHUNK: usize = 64;
+/// Vectors of one packed super-block of eight rows (the most any [`Lanes`] type uses: Q6_K's).
+const PACKED_VECS: usize = Q6_PK_D + 1;
 
-/// One Q4_K super-block of eight rows packed for [`q4_k_packed_tile`], row `i` in 32-bit lane
-/// `i` of every vector: `[8 j + k]` the unsigned quants (0..15) of sub-block `j`, elements
-/// `4k..4k + 4`; `[64 + j]` the 6-bit scale of sub-block `j` in both `i16` halves; `[72 + p]` the
-/// mins of sub-blocks `2p` and `2p + 1` as an `i16` pair; `[76]` `d` and `[77]` `dmin` as f32.
-const PACKED_VECS: usize = 78;
-const PK_SCALES: usize = 64;
-const PK_MINS: usize = 72;
-const PK_D: usize = 76;
-const PK_DMIN: usize = 77;
+/// A K-quant type with an eight-rows-in-lanes kernel: a super-block of eight rows is packed once
+/// (row `i` in 32-bit lane `i` of every vector) and read by every tile of tokens.
+trait Lanes {
+    /// Bytes per weight block.
+    const BYTES: usize;
+    /// `i32` values per (token, super-block) of [`q8_k_min_pairs`] the tile reads (0: none).
+    const PAIRS: usize;
+    /// Packs one super-block of eight rows (row `i`'s at `wb + i·row_bytes`) into `pk`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2/FMA/F16C; the eight `BYTES`-byte blocks are readable.
+    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]);
+    /// One packed super-block against `T` tokens (their Q8_K block at `ab + t·arb`, their
+    /// `PAIRS` min pairs at `pairs + t·pstride`): `acc[t] += …` as the spec, row `i` in lane `i`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2/FMA/F16C; `pk` is what [`Lanes::pack8`] wrote; `ab + t·arb` are whole
+    /// Q8_K blocks, `pairs + t·pstride` hold `PAIRS` values and `acc + t` is a valid vector, for
+    /// t < T.
+    unsafe fn tile<const T: usize>(
+        pk: &[__m256i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        pairs: *const i32,
+        pstride: usize,
+        acc: *mut __m256,
+    );
+}
 
 thread_local! {
-    /// Each thread's f32 accumulators for [`q4_k_lanes_rows`], one vector (eight rows) a token.
+    /// Each thread's f32 accumulators for [`lanes_rows`], one vector (eight rows) a token.
     static LANES_ACC: RefCell<Vec<__m256>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -814,13 +833,13 @@ fn q8_k_min_pairs(a: &[u8], n_tok: usize, nb: usize) -> Vec<i32> {
     out
 }
 
-/// [`super::KQuantGemm8`] for Q4_K: for each chunk of up to [`LANES_CHUNK`] tokens, each group
-/// of eight rows runs super-block by super-block: the eight rows' block is packed once
-/// ([`q4_k_pack8`], 2.5 KB: it stays in L1) and then read by every tile of [`LANES_TOKENS`]
-/// tokens (and one tile of the rest), the outputs accumulating in super-block order in a
-/// per-thread vector a token, as the spec.
-fn q4_k_lanes_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
-    assert_eq!(n % QK_K, 0, "q4_k lanes: {n} is not whole super-blocks");
+/// [`super::KQuantGemm8`] for a [`Lanes`] type: for each chunk of up to [`LANES_CHUNK`] tokens,
+/// each group of eight rows runs super-block by super-block: the eight rows' block is packed
+/// once ([`Lanes::pack8`], under 3 KB: it stays in L1) and then read by every tile of
+/// [`LANES_TOKENS`] tokens (and one tile of the rest), the outputs accumulating in super-block
+/// order in a per-thread vector a token, as the spec.
+fn lanes_rows<L: Lanes>(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+    assert_eq!(n % QK_K, 0, "k-quant lanes: {n} is not whole super-blocks");
     let nb = n / QK_K;
     let arb = nb * Q8_K_BYTES;
     let n_tok = check_tokens(a.len(), arb, out.len());
@@ -831,10 +850,15 @@ fn q4_k_lanes_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f3
     assert_eq!(
         n_rows % 8,
         0,
-        "q4_k lanes: {n_rows} rows are not groups of 8"
+        "k-quant lanes: {n_rows} rows are not groups of 8"
     );
-    row_span(n, QK_K, Q4K_BYTES, w.len(), row_bytes, n_rows);
-    let pairs = q8_k_min_pairs(a, n_tok, nb);
+    row_span(n, QK_K, L::BYTES, w.len(), row_bytes, n_rows);
+    let pairs = if L::PAIRS > 0 {
+        assert_eq!(L::PAIRS, 4, "k-quant lanes: min pairs are four a block");
+        q8_k_min_pairs(a, n_tok, nb)
+    } else {
+        Vec::new()
+    };
     LANES_ACC.with_borrow_mut(|acc| {
         if acc.len() < LANES_CHUNK {
             // SAFETY: all-zero bits are a valid __m256.
@@ -845,16 +869,17 @@ fn q4_k_lanes_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f3
             for r0 in (0..n_rows).step_by(8) {
                 // SAFETY: reachable only through a table built after the AVX2/FMA/F16C check;
                 // rows r0..r0 + 8 of nb blocks lie in `w` (row_span above), tokens t0..t0 + m
-                // have nb Q8_K blocks in `a` (check_tokens) and 4·nb pairs each, and `acc`
-                // holds LANES_CHUNK ≥ m vectors.
+                // have nb Q8_K blocks in `a` (check_tokens) and PAIRS·nb pairs each (none read
+                // where PAIRS is 0: every offset into `pairs` is then 0), and `acc` holds
+                // LANES_CHUNK ≥ m vectors.
                 unsafe {
-                    q4_k_lanes8(
+                    lanes8::<L>(
                         nb,
                         w.as_ptr().add(r0 * row_bytes),
                         row_bytes,
                         a.as_ptr().add(t0 * arb),
                         arb,
-                        pairs.as_ptr().add(t0 * nb * 4),
+                        pairs.as_ptr().add(t0 * nb * L::PAIRS),
                         &mut acc[..m],
                     )
                 };
@@ -871,15 +896,15 @@ fn q4_k_lanes_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f3
     });
 }
 
-/// Eight Q4_K rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()` tokens
-/// (their Q8_K rows at `a`, `arb` bytes apart, and their [`q8_k_min_pairs`] at `pairs`,
-/// `4 nb` apart): `acc[t]` lane `i` = the spec's dot of row `i` and token `t`.
+/// Eight rows of `L` (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()`
+/// tokens (their Q8_K rows at `a`, `arb` bytes apart, and their [`q8_k_min_pairs`] at `pairs`,
+/// `L::PAIRS · nb` apart): `acc[t]` lane `i` = the spec's dot of row `i` and token `t`.
 ///
 /// # Safety
-/// The CPU has AVX2/FMA/F16C; the eight rows of `nb` 144-byte blocks are readable; `a` holds
-/// `acc.len()` rows of `nb` Q8_K blocks at stride `arb`, and `pairs` `4 nb` values per token.
+/// The CPU has AVX2/FMA/F16C; the eight rows of `nb` blocks are readable; `a` holds `acc.len()`
+/// rows of `nb` Q8_K blocks at stride `arb`, and `pairs` `L::PAIRS · nb` values per token.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_lanes8(
+unsafe fn lanes8<L: Lanes>(
     nb: usize,
     w0: *const u8,
     row_bytes: usize,
@@ -892,78 +917,135 @@ unsafe fn q4_k_lanes8(
     acc.fill(_mm256_setzero_ps());
     let mut pk = [_mm256_setzero_si256(); PACKED_VECS];
     let acc = acc.as_mut_ptr();
+    let ps = L::PAIRS * nb;
     // SAFETY: per the contract, every block b < nb of the eight rows, every Q8_K block b of a
-    // token t < n_tok and its four pairs are readable; `acc` holds n_tok vectors.
+    // token t < n_tok and its pairs are readable; `acc` holds n_tok vectors.
     unsafe {
         for b in 0..nb {
-            let wb = w0.add(b * Q4K_BYTES);
+            let wb = w0.add(b * L::BYTES);
             // The same rows' next super-block (a prefetch never faults; `wrapping_add` keeps
             // the address arithmetic defined past the last block).
             for i in 0..8 {
-                let p = wb.wrapping_add(i * row_bytes + Q4K_BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(p.cast());
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(Q4K_BYTES - 1).cast());
+                let p = wb.wrapping_add(i * row_bytes + L::BYTES);
+                let mut off = 0;
+                while off < L::BYTES {
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast());
+                    off += 64;
+                }
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(L::BYTES - 1).cast());
             }
-            q4_k_pack8(wb, row_bytes, &mut pk);
+            L::pack8(wb, row_bytes, &mut pk);
             let ab = a.add(b * Q8_K_BYTES);
-            let pb = pairs.add(4 * b);
-            let tile_args = |t: usize| (ab.add(t * arb), pb.add(t * 4 * nb), acc.add(t));
+            let pb = pairs.add(L::PAIRS * b);
+            let tile_args = |t: usize| (ab.add(t * arb), pb.add(t * ps), acc.add(t));
             let mut t = 0;
             while t + LANES_TOKENS <= n_tok {
                 let (at, pt, ot) = tile_args(t);
-                q4_k_packed_tile::<LANES_TOKENS>(&pk, at, arb, pt, 4 * nb, ot);
+                L::tile::<LANES_TOKENS>(&pk, at, arb, pt, ps, ot);
                 t += LANES_TOKENS;
             }
             let (at, pt, ot) = tile_args(t);
             match n_tok - t {
-                3 => q4_k_packed_tile::<3>(&pk, at, arb, pt, 4 * nb, ot),
-                2 => q4_k_packed_tile::<2>(&pk, at, arb, pt, 4 * nb, ot),
-                1 => q4_k_packed_tile::<1>(&pk, at, arb, pt, 4 * nb, ot),
+                3 => L::tile::<3>(&pk, at, arb, pt, ps, ot),
+                2 => L::tile::<2>(&pk, at, arb, pt, ps, ot),
+                1 => L::tile::<1>(&pk, at, arb, pt, ps, ot),
                 _ => {}
             }
         }
     }
 }
 
-/// Packs one Q4_K super-block of eight rows (row `i`'s at `wb + i·row_bytes`) into `pk` (see
-/// [`PACKED_VECS`] for the layout).
+// ---------------------------------------------------------------------------------------------
+// Q4_K and Q5_K in lanes
+// ---------------------------------------------------------------------------------------------
+
+/// Q4_K's (and Q5_K's) packed super-block of eight rows: `[8 j + k]` the unsigned quants (0..15,
+/// Q5_K 0..31) of sub-block `j`, elements `4k..4k + 4`; `[64 + j]` the 6-bit scale of sub-block
+/// `j` in both `i16` halves; `[72 + p]` the mins of sub-blocks `2p` and `2p + 1` as an `i16` pair; `[76]` `d` and `[77]`
+/// `dmin` as f32.
+const PK_SCALES: usize = 64;
+const PK_MINS: usize = 72;
+const PK_D: usize = 76;
+const PK_DMIN: usize = 77;
+
+impl Lanes for Q4K {
+    const BYTES: usize = 144;
+    const PAIRS: usize = 4;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+        // SAFETY: as the trait requires.
+        unsafe { k4_pack8::<false>(wb, row_bytes, pk) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        pk: &[__m256i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        pairs: *const i32,
+        pstride: usize,
+        acc: *mut __m256,
+    ) {
+        // SAFETY: as the trait requires.
+        unsafe { k4_packed_tile::<T, false>(pk, ab, arb, pairs, pstride, acc) }
+    }
+}
+
+/// Packs one Q4_K (or, with `Q5`, Q5_K) super-block of eight rows (row `i`'s at
+/// `wb + i·row_bytes`) into `pk` (see [`PK_SCALES`] for the layout; Q5_K's quants are 0..31).
 ///
 /// # Safety
-/// The CPU has AVX2/FMA/F16C; the eight 144-byte blocks are readable.
+/// The CPU has AVX2/FMA/F16C; the eight 144-byte (`Q5`: 176-byte) blocks are readable.
+// Index loops over the small fixed arrays: after unrolling every index is a constant.
+#[allow(clippy::needless_range_loop)]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+unsafe fn k4_pack8<const Q5: bool>(
+    wb: *const u8,
+    row_bytes: usize,
+    pk: &mut [__m256i; PACKED_VECS],
+) {
     let m4 = _mm256_set1_epi8(0x0f);
-    // SAFETY: per the contract: the quants are bytes 16..144 of each block, d / dmin bytes 0..4
-    // and the scales and mins bytes 4..16.
+    let bit4 = _mm256_set1_epi8(0x10);
+    // SAFETY: per the contract: the quants are bytes 16..144 of each Q4_K block (Q5_K: the low
+    // bits 48..176, the high bits 16..48), d / dmin bytes 0..4 and the scales and mins bytes
+    // 4..16.
     unsafe {
         let row = |i: usize| wb.add(i * row_bytes);
+        let qs = if Q5 { 48 } else { 16 };
+        // Q5_K: bit j of qh[l] is bit 4 of sub-block j's element l; `qh[h][m]` holds (row i in
+        // lane i) qh[16h + 4m..16h + 4m + 4], the high bits of chunk 4h + m of every sub-block,
+        // shifted right by 2 after each pair of sub-blocks, so that sub-blocks 2c and 2c + 1
+        // find theirs at bits 0 and 1 (constant shifts whether or not the loop is unrolled;
+        // 16-bit shifts: the mask drops what crosses bytes).
+        let mut qh = if Q5 {
+            [transpose8x16(row, 16), transpose8x16(row, 32)]
+        } else {
+            [[_mm256_setzero_si256(); 4]; 2]
+        };
         // Quant bytes 32c + 16h .. + 16 hold elements 16h.. of sub-blocks 2c (low nibbles) and
         // 2c + 1 (high nibbles): groups 4h..4h + 4 of both.
         for c in 0..4 {
             for h in 0..2 {
-                let off = 16 + 32 * c + 16 * h;
-                // x[k]: row k (low 128 bits) and row k + 4 (high).
-                let x: [__m256i; 4] = std::array::from_fn(|k| {
-                    _mm256_loadu2_m128i(row(k + 4).add(off).cast(), row(k).add(off).cast())
-                });
-                // 4×4 transposes of 32-bit groups within each 128-bit half: rows 0..4 (low
-                // half) and 4..8 (high half) end up in 32-bit lanes 0..8 in order.
-                let t0 = _mm256_unpacklo_epi32(x[0], x[1]);
-                let t1 = _mm256_unpackhi_epi32(x[0], x[1]);
-                let t2 = _mm256_unpacklo_epi32(x[2], x[3]);
-                let t3 = _mm256_unpackhi_epi32(x[2], x[3]);
-                let p = [
-                    _mm256_unpacklo_epi64(t0, t2),
-                    _mm256_unpackhi_epi64(t0, t2),
-                    _mm256_unpacklo_epi64(t1, t3),
-                    _mm256_unpackhi_epi64(t1, t3),
-                ];
+                let p = transpose8x16(row, qs + 32 * c + 16 * h);
                 for (m, pm) in p.iter().enumerate() {
                     let k = 4 * h + m;
-                    pk[8 * (2 * c) + k] = _mm256_and_si256(*pm, m4);
-                    pk[8 * (2 * c + 1) + k] = _mm256_and_si256(_mm256_srli_epi16::<4>(*pm), m4);
+                    let lo = _mm256_and_si256(*pm, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(*pm), m4);
+                    if Q5 {
+                        let q = qh[h][m];
+                        let b0 = _mm256_and_si256(_mm256_slli_epi16::<4>(q), bit4);
+                        let b1 = _mm256_and_si256(_mm256_slli_epi16::<3>(q), bit4);
+                        pk[8 * (2 * c) + k] = _mm256_or_si256(lo, b0);
+                        pk[8 * (2 * c + 1) + k] = _mm256_or_si256(hi, b1);
+                        qh[h][m] = _mm256_srli_epi16::<2>(q);
+                    } else {
+                        pk[8 * (2 * c) + k] = lo;
+                        pk[8 * (2 * c + 1) + k] = hi;
+                    }
                 }
             }
         }
@@ -1021,13 +1103,15 @@ unsafe fn q4_k_pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_
     }
 }
 
-/// One packed Q4_K super-block of eight rows ([`q4_k_pack8`]) against `T` tokens (their Q8_K
-/// block at `ab + t·arb`, their min pairs at `pairs + t·pstride`): `acc[t] += …`, row `i` in
-/// lane `i`, so no horizontal adds. Each packed vector of quants meets its four activation bytes
-/// broadcast to every lane; `maddubs` of unsigned 4-bit quants gives pairs of at most
-/// 2·15·128 = 3840, so a sub-block's eight add up in `i16` (≤ 30720); a `madd` with the scale
-/// vector makes them the lane's `sc_j · Σ q·a` in `i32`. The mins: one `madd` per two
-/// sub-blocks with the activation's sums. The float step is the spec's, lane by lane.
+/// One packed Q4_K (`Q5`: Q5_K) super-block of eight rows ([`k4_pack8`]) against `T` tokens
+/// (their Q8_K block at `ab + t·arb`, their min pairs at `pairs + t·pstride`): `acc[t] += …`,
+/// row `i` in lane `i`, so no horizontal adds. Each packed vector of quants meets its four
+/// activation bytes broadcast to every lane; `maddubs` of unsigned 4-bit quants gives pairs of
+/// at most 2·15·128 = 3840, so a sub-block's eight add up in `i16` (≤ 30720); a `madd` with the
+/// scale vector makes them the lane's `sc_j · Σ q·a` in `i32`. Q5_K's 5-bit quants give pairs of
+/// at most 2·31·128 = 7936: four add up in `i16` (≤ 31744), two `madd`s a sub-block. The mins:
+/// one `madd` per two sub-blocks with the activation's sums. The float step is the spec's, lane
+/// by lane.
 ///
 /// # Safety
 /// The CPU has AVX2/FMA/F16C; `ab + t·arb` are whole Q8_K blocks, `pairs + t·pstride` hold 4
@@ -1036,7 +1120,7 @@ unsafe fn q4_k_pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_
 #[allow(clippy::needless_range_loop)]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_packed_tile<const T: usize>(
+unsafe fn k4_packed_tile<const T: usize, const Q5: bool>(
     pk: &[__m256i; PACKED_VECS],
     ab: *const u8,
     arb: usize,
@@ -1048,6 +1132,7 @@ unsafe fn q4_k_packed_tile<const T: usize>(
     unsafe {
         let mut isum = [_mm256_setzero_si256(); T];
         for j in 0..8 {
+            let sc = pk[PK_SCALES + j];
             let mut s16 = [_mm256_setzero_si256(); T];
             for k in 0..8 {
                 let wv = pk[8 * j + k];
@@ -1056,8 +1141,13 @@ unsafe fn q4_k_packed_tile<const T: usize>(
                     let av = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
                     s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wv, av));
                 }
+                if Q5 && k == 3 {
+                    for t in 0..T {
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], sc));
+                        s16[t] = _mm256_setzero_si256();
+                    }
+                }
             }
-            let sc = pk[PK_SCALES + j];
             for t in 0..T {
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], sc));
             }
@@ -1076,6 +1166,214 @@ unsafe fn q4_k_packed_tile<const T: usize>(
             let y = _mm256_mul_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(msum));
             let o = acc.add(t);
             *o = _mm256_add_ps(*o, _mm256_sub_ps(x, y));
+        }
+    }
+}
+
+impl Lanes for Q5K {
+    const BYTES: usize = 176;
+    const PAIRS: usize = 4;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+        // SAFETY: as the trait requires.
+        unsafe { k4_pack8::<true>(wb, row_bytes, pk) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        pk: &[__m256i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        pairs: *const i32,
+        pstride: usize,
+        acc: *mut __m256,
+    ) {
+        // SAFETY: as the trait requires.
+        unsafe { k4_packed_tile::<T, true>(pk, ab, arb, pairs, pstride, acc) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q6_K in lanes
+// ---------------------------------------------------------------------------------------------
+
+/// Q6_K's packed super-block of eight rows: `[4 j + k]` the unsigned quants `q + 32` (0..63) of
+/// 16-element sub-block `j`, elements `4k..4k + 4` (so `[c]` holds elements `4c..4c + 4`);
+/// `[64 + j]` the i8 scale of sub-block `j` in both `i16` halves; `[80 + p]` `32·sc` of
+/// sub-blocks `2p` and `2p + 1` as an `i16` pair; `[88]` `d` as f32.
+const Q6_PK_SCALES: usize = 64;
+const Q6_PK_OFFSETS: usize = 80;
+const Q6_PK_D: usize = 88;
+
+/// The 32-bit groups `off + 4m .. off + 4m + 4` of eight rows (row `i` at `row(i)`), row `i` in
+/// 32-bit lane `i`: `[m]` for m < 4.
+///
+/// # Safety
+/// The CPU has AVX2; `row(i) + off .. row(i) + off + 16` is readable for i < 8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn transpose8x16(row: impl Fn(usize) -> *const u8, off: usize) -> [__m256i; 4] {
+    // SAFETY: as the caller vouches; unaligned loads.
+    let x: [__m256i; 4] = std::array::from_fn(|k| unsafe {
+        _mm256_loadu2_m128i(row(k + 4).add(off).cast(), row(k).add(off).cast())
+    });
+    // 4×4 transposes of 32-bit groups within each 128-bit half: rows 0..4 (low half) and 4..8
+    // (high half) end up in 32-bit lanes 0..8 in order.
+    let t0 = _mm256_unpacklo_epi32(x[0], x[1]);
+    let t1 = _mm256_unpackhi_epi32(x[0], x[1]);
+    let t2 = _mm256_unpacklo_epi32(x[2], x[3]);
+    let t3 = _mm256_unpackhi_epi32(x[2], x[3]);
+    [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ]
+}
+
+impl Lanes for Q6K {
+    const BYTES: usize = 210;
+    const PAIRS: usize = 0;
+
+    /// Element `128h + 32s + l` (group `4h + s`) has its low 4 bits in nibble `s / 2` of
+    /// `ql[64h + 32 (s % 2) + l]` and its high 2 bits at bits `2s..` of `qh[32h + l]` (see the
+    /// [`KBlock`] impl): the 16 bytes from `l = 16 u` of `ql[64h..]`, `ql[64h + 32..]` and
+    /// `qh[32h..]`, transposed, give chunks `4u..4u + 4` of all four groups `4h..4h + 4`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m2 = _mm256_set1_epi8(0x30);
+        // SAFETY: per the contract: ql is bytes 0..128 of each block, qh 128..192, the scales
+        // 192..208 and d 208..210 (16-bit shifts: the masks drop what crosses bytes).
+        unsafe {
+            let row = |i: usize| wb.add(i * row_bytes);
+            for h in 0..2 {
+                for u in 0..2 {
+                    let l0 = transpose8x16(row, 64 * h + 16 * u);
+                    let l1 = transpose8x16(row, 64 * h + 32 + 16 * u);
+                    let hb = transpose8x16(row, 128 + 32 * h + 16 * u);
+                    for m in 0..4 {
+                        let k = 4 * u + m;
+                        let (a, b, q) = (l0[m], l1[m], hb[m]);
+                        let hi = |v: __m256i| _mm256_and_si256(v, m2);
+                        let g = 4 * h;
+                        pk[8 * g + k] =
+                            _mm256_or_si256(_mm256_and_si256(a, m4), hi(_mm256_slli_epi16::<4>(q)));
+                        pk[8 * (g + 1) + k] =
+                            _mm256_or_si256(_mm256_and_si256(b, m4), hi(_mm256_slli_epi16::<2>(q)));
+                        pk[8 * (g + 2) + k] =
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(a), m4), hi(q));
+                        pk[8 * (g + 3) + k] = _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(b), m4),
+                            hi(_mm256_srli_epi16::<2>(q)),
+                        );
+                    }
+                }
+            }
+            // Scales: an 8×16 byte transpose (rows → sub-blocks) by unpacks; `c` ends up with
+            // sub-blocks j (low 64 bits) and j + 1 (high), rows 0..8 in byte order.
+            let s: [__m128i; 8] = std::array::from_fn(|i| _mm_loadu_si128(row(i).add(192).cast()));
+            for half in 0..2 {
+                let pair = |x: __m128i, y: __m128i| {
+                    if half == 0 {
+                        _mm_unpacklo_epi8(x, y)
+                    } else {
+                        _mm_unpackhi_epi8(x, y)
+                    }
+                };
+                // Sub-blocks 8 half + 0..8, rows (0, 1), (2, 3), (4, 5), (6, 7) as byte pairs.
+                let a = [
+                    pair(s[0], s[1]),
+                    pair(s[2], s[3]),
+                    pair(s[4], s[5]),
+                    pair(s[6], s[7]),
+                ];
+                let b0 = _mm_unpacklo_epi16(a[0], a[1]);
+                let b1 = _mm_unpackhi_epi16(a[0], a[1]);
+                let b2 = _mm_unpacklo_epi16(a[2], a[3]);
+                let b3 = _mm_unpackhi_epi16(a[2], a[3]);
+                let c = [
+                    _mm_unpacklo_epi32(b0, b2),
+                    _mm_unpackhi_epi32(b0, b2),
+                    _mm_unpacklo_epi32(b1, b3),
+                    _mm_unpackhi_epi32(b1, b3),
+                ];
+                for (q, x) in c.into_iter().enumerate() {
+                    let j = 8 * half + 2 * q;
+                    pk[Q6_PK_SCALES + j] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, x));
+                    pk[Q6_PK_SCALES + j + 1] = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x, x));
+                    let sp = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, _mm_srli_si128::<8>(x)));
+                    pk[Q6_PK_OFFSETS + j / 2] = _mm256_slli_epi16::<5>(sp);
+                }
+            }
+            let d = _mm_setr_epi16(
+                row(0).add(208).cast::<i16>().read_unaligned(),
+                row(1).add(208).cast::<i16>().read_unaligned(),
+                row(2).add(208).cast::<i16>().read_unaligned(),
+                row(3).add(208).cast::<i16>().read_unaligned(),
+                row(4).add(208).cast::<i16>().read_unaligned(),
+                row(5).add(208).cast::<i16>().read_unaligned(),
+                row(6).add(208).cast::<i16>().read_unaligned(),
+                row(7).add(208).cast::<i16>().read_unaligned(),
+            );
+            pk[Q6_PK_D] = _mm256_castps_si256(_mm256_cvtph_ps(d));
+        }
+    }
+
+    /// Each packed vector of quants meets its four activation bytes broadcast to every lane;
+    /// `maddubs` of `q + 32` (0..63) gives pairs of at most 2·63·128 = 16128, so two add up in
+    /// `i16` (≤ 32256) before a `madd` with the sub-block's scale vector widens them to `i32`
+    /// (two per sub-block). The offset `−32·Σ_j sc_j·bsum_j`: one `madd` per two sub-blocks of
+    /// the `32·sc` pairs with the activation's `bsums` pair (two `i16` side by side in the Q8_K
+    /// block: one broadcast). The float step is the spec's, lane by lane.
+    // Index loops over the small fixed arrays: after unrolling every index is a constant.
+    #[allow(clippy::needless_range_loop)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        pk: &[__m256i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        _: *const i32,
+        _: usize,
+        acc: *mut __m256,
+    ) {
+        // SAFETY: per the contract.
+        unsafe {
+            let bcast = |p: *const u8| _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
+            let mut isum = [_mm256_setzero_si256(); T];
+            for j in 0..16 {
+                let sc = pk[Q6_PK_SCALES + j];
+                for u in 0..2 {
+                    let (w0, w1) = (pk[4 * j + 2 * u], pk[4 * j + 2 * u + 1]);
+                    for t in 0..T {
+                        let p = ab.add(t * arb + 4 + 16 * j + 8 * u);
+                        let s = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(w0, bcast(p)),
+                            _mm256_maddubs_epi16(w1, bcast(p.add(4))),
+                        );
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s, sc));
+                    }
+                }
+            }
+            let dw = _mm256_castsi256_ps(pk[Q6_PK_D]);
+            for t in 0..T {
+                let at = ab.add(t * arb);
+                let mut off = _mm256_madd_epi16(pk[Q6_PK_OFFSETS], bcast(at.add(260)));
+                for p in 1..8 {
+                    let m = _mm256_madd_epi16(pk[Q6_PK_OFFSETS + p], bcast(at.add(260 + 4 * p)));
+                    off = _mm256_add_epi32(off, m);
+                }
+                let isum = _mm256_sub_epi32(isum[t], off);
+                let da = _mm256_set1_ps(at.cast::<f32>().read_unaligned());
+                let x = _mm256_mul_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(isum));
+                let o = acc.add(t);
+                *o = _mm256_add_ps(*o, x);
+            }
         }
     }
 }
