@@ -83,7 +83,7 @@ fn skew_row(o: &SynthOptions, name: &str, r: usize, row: &mut [f32]) {
     } else if reads_hidden.iter().any(|k| name.contains(k)) {
         row[0] = 0.0;
     } else if (name.contains("attn_output.") || name.contains("ffn_down_exps."))
-        && r % o.n_embd == 0
+        && r.is_multiple_of(o.n_embd)
     {
         row.fill(0.0);
     }

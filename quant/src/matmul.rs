@@ -199,7 +199,7 @@ impl Activations {
 
     /// [`Activations::set_rows`] with a given kernel table (every table gives the same bytes).
     pub fn set_rows_with(&mut self, k: &Kernels, x: &[f32], n_cols: usize) -> Result<()> {
-        if n_cols == 0 || x.len() % n_cols != 0 {
+        if n_cols == 0 || !x.len().is_multiple_of(n_cols) {
             return Err(QuantError::Shape {
                 ty: GgmlType::F32,
                 what: format!("{} activations are not rows of {n_cols}", x.len()),
@@ -211,7 +211,7 @@ impl Activations {
         self.x.clear();
         self.x.extend_from_slice(x);
         self.q8.clear();
-        if n_cols % QK == 0 {
+        if n_cols.is_multiple_of(QK) {
             let rb = self.q8_row_bytes();
             self.q8.resize(self.n_tok * rb, 0);
             let quantize = k.quantize_row_q8_0;
@@ -294,7 +294,7 @@ impl Activations {
                 std::mem::take(&mut *spare)
             };
             buf.clear();
-            if self.n_cols % QK_K == 0 {
+            if self.n_cols.is_multiple_of(QK_K) {
                 let (rb, n) = (self.q8k_row_bytes(), self.n_cols);
                 buf.resize(self.n_tok * rb, 0);
                 let quantize = k.k_quants.quantize_row_q8_k;

@@ -251,7 +251,7 @@ proptest! {
         vals in prop::collection::vec(-4.0f32..4.0, 64),
         seed in any::<usize>(),
     ) {
-        let v = |i: usize| vals[(i * 7 + seed) % vals.len()] * if i % 5 == 0 { 1e3 } else { 1.0 };
+        let v = |i: usize| vals[(i * 7 + seed) % vals.len()] * if i.is_multiple_of(5) { 1e3 } else { 1.0 };
         let x: Vec<f32> = (0..n).map(|i| v(i + 11)).collect();
         let w32 = std::array::from_fn(|r| (0..n).flat_map(|i| v(i + 3 * r).to_le_bytes()).collect());
         let w16 = std::array::from_fn(|r| (0..n).flat_map(|i| f32_to_f16_bits(v(i + 5 * r)).to_le_bytes()).collect());

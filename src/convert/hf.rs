@@ -63,7 +63,7 @@ impl HfConfig {
             ));
         }
         if cfg.num_attention_heads == 0
-            || cfg.hidden_size % cfg.num_attention_heads != 0 && cfg.head_dim.is_none()
+            || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) && cfg.head_dim.is_none()
         {
             return Err(convert_err(
                 path,

@@ -89,7 +89,7 @@ fn k_mix_type(ty: OutType, m: MixModel, t: MixTensor) -> GgmlType {
     let more_bits = use_more_bits(il, m.n_layer);
     match t.role {
         Role::Output => {
-            if t.n_cols % base.block_size() != 0 {
+            if !t.n_cols.is_multiple_of(base.block_size()) {
                 GgmlType::Q8_0
             } else {
                 GgmlType::Q6K
@@ -114,7 +114,7 @@ fn k_mix_type(ty: OutType, m: MixModel, t: MixTensor) -> GgmlType {
 /// `tensor_type_fallback`: a type whose blocks do not divide `n_cols` becomes a 32-element type,
 /// and F16 when 32 does not divide it either.
 pub fn fallback(ty: GgmlType, n_cols: usize) -> GgmlType {
-    if n_cols % ty.block_size() == 0 {
+    if n_cols.is_multiple_of(ty.block_size()) {
         return ty;
     }
     let to = match ty {
@@ -124,7 +124,7 @@ pub fn fallback(ty: GgmlType, n_cols: usize) -> GgmlType {
         GgmlType::Q6K => GgmlType::Q8_0,
         other => other,
     };
-    if n_cols % to.block_size() == 0 {
+    if n_cols.is_multiple_of(to.block_size()) {
         to
     } else {
         GgmlType::F16

@@ -104,7 +104,7 @@ impl Config {
                 return Err(format!("{name} is 0"));
             }
         }
-        if self.n_head % self.n_head_kv != 0 {
+        if !self.n_head.is_multiple_of(self.n_head_kv) {
             return Err(format!(
                 "head_count {} is not a multiple of head_count_kv {}",
                 self.n_head, self.n_head_kv
@@ -116,7 +116,7 @@ impl Config {
                 self.n_expert_used, self.n_expert
             ));
         }
-        if self.n_rot > self.head_dim || self.n_rot % 2 != 0 {
+        if self.n_rot > self.head_dim || !self.n_rot.is_multiple_of(2) {
             return Err(format!(
                 "rope.dimension_count {} must be even and at most the head dimension {}",
                 self.n_rot, self.head_dim

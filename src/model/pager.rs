@@ -168,7 +168,7 @@ impl<'a> Pager<'a> {
         let mut st = self.lock();
         st.tick += 1;
         let tick = st.tick;
-        if tick % DECAY_EVERY == 0 {
+        if tick.is_multiple_of(DECAY_EVERY) {
             for e in st.entries.iter_mut().flatten() {
                 e.uses /= 2;
             }

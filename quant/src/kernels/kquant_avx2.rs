@@ -230,7 +230,7 @@ unsafe fn k4_scale_at(src: *const __m256i, g: usize) -> __m256i {
 unsafe fn nibbles_k4(qs: *const u8, g: usize) -> __m256i {
     // SAFETY: g < 8, so the 32 bytes lie inside the 128 the caller vouches for.
     let v = unsafe { _mm256_loadu_si256(qs.add(32 * (g / 2)).cast()) };
-    let v = if g % 2 == 0 {
+    let v = if g.is_multiple_of(2) {
         v
     } else {
         _mm256_srli_epi16::<4>(v)

@@ -11,7 +11,7 @@
 //! | `Scalar` | `scalar.rs` | the spec: plain Rust, always built; only chosen by `SMOE_ISA=scalar` |
 //! | `Portable` | `portable.rs` | the `wide` crate (SSE2 on x86-64, NEON on aarch64): ARM, older x86 |
 //! | `Avx2` | `x86_avx2.rs` | x86-64 with AVX2 + FMA + F16C |
-//! | `Avx512` | — | recognised and detected, but no kernels yet: falls back to `Avx2` |
+//! | `Avx512` | `x86_avx512.rs` | AVX-512 F/BW/VNNI: the AVX2 table with VNNI many-token Q4_0 / Q8_0 kernels |
 //!
 //! On AVX2, prompts and batches (two or more tokens; five for Q4_K) take *lane* kernels for
 //! Q4_0, Q8_0 and Q4_K: eight weight rows are packed once per call (per super-block for Q4_K)
@@ -88,6 +88,8 @@ mod kquant_portable;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512;
 
 /// Elements per Q4_0 / Q8_0 block.
 pub const QK: usize = 32;
@@ -279,12 +281,12 @@ pub(super) fn rows_by_4(
 /// divides both `a_len` and `y_len` (panics on a caller bug).
 pub(super) fn check_tokens(a_len: usize, arb: usize, y_len: usize) -> usize {
     assert!(
-        arb > 0 && a_len % arb == 0,
+        arb > 0 && a_len.is_multiple_of(arb),
         "quantized rows: activation size {a_len}"
     );
     let n_tok = a_len / arb;
     assert!(
-        (n_tok == 0 && y_len == 0) || (n_tok > 0 && y_len % n_tok == 0),
+        (n_tok == 0 && y_len == 0) || (n_tok > 0 && y_len.is_multiple_of(n_tok)),
         "quantized rows: {y_len} outputs for {n_tok} tokens"
     );
     n_tok
@@ -302,7 +304,7 @@ pub(super) fn row_span(
     n_rows: usize,
 ) -> usize {
     assert!(
-        elems > 0 && n % elems == 0,
+        elems > 0 && n.is_multiple_of(elems),
         "quantized rows: {n} is not whole blocks"
     );
     let span = n / elems * block;
@@ -328,8 +330,18 @@ fn build(isa: Isa) -> Option<Kernels> {
         Isa::Scalar => Some(scalar::kernels()),
         Isa::Portable => Some(portable::kernels()),
         Isa::Avx2 => avx2_kernels(),
-        Isa::Avx512 => None,
+        Isa::Avx512 => avx512_kernels(),
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_kernels() -> Option<Kernels> {
+    x86_avx512::kernels()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_kernels() -> Option<Kernels> {
+    None
 }
 
 #[cfg(target_arch = "x86_64")]

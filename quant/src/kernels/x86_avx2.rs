@@ -393,6 +393,28 @@ unsafe fn quant_tile_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: [&[u8]; 4]
 /// groups of eight rows when there are several tokens; the 4×4 / 4-row / 1-row kernels for one
 /// token and for the last rows.
 fn q8_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
+    q8_0_rows_with(
+        lanes_rows::<LanesQ8>,
+        LanesQ8::MIN_TOKENS,
+        n,
+        w,
+        row_bytes,
+        a,
+        y,
+    );
+}
+
+/// [`QuantRows`](super::QuantRows) for Q8_0 with `lanes` for the rows it takes from
+/// `min_tokens` tokens, and the 4×4, 4-row and 1-row kernels for the rest.
+pub(super) fn q8_0_rows_with(
+    lanes: LanesFn,
+    min_tokens: usize,
+    n: usize,
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    y: &mut [f32],
+) {
     let arb = n / QK * Q8_0_BYTES;
     let n_tok = check_tokens(a.len(), arb, y.len());
     if n_tok == 0 {
@@ -401,8 +423,8 @@ fn q8_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
     let n_rows = y.len() / n_tok;
     row_span(n, QK, Q8_0_BYTES, w.len(), row_bytes, n_rows);
     let mut r = 0;
-    if n_tok >= LanesQ8::MIN_TOKENS {
-        r = lanes_rows::<LanesQ8>(n / QK, w, row_bytes, 0, a, y);
+    if n_tok >= min_tokens {
+        r = lanes(n / QK, w, row_bytes, 0, a, y);
     }
     if r < n_rows {
         let kernels = (
@@ -426,7 +448,35 @@ fn q8_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
 /// Tokens per lane-kernel tile.
 const LANES_TOKENS: usize = 4;
 
+/// The many-token part of a row kernel: whole groups of rows from `r0` (the rows' `nb` blocks at
+/// stride `row_bytes` in `w`) against every token of `a`, into `y[row · n_tok + token]`;
+/// returns the first row it did not do.
+pub(super) type LanesFn =
+    fn(nb: usize, w: &[u8], row_bytes: usize, r0: usize, a: &[u8], y: &mut [f32]) -> usize;
+
 fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
+    q4_0_rows_with(
+        lanes_rows::<LanesQ4>,
+        LanesQ4::MIN_TOKENS,
+        n,
+        w,
+        row_bytes,
+        a,
+        y,
+    );
+}
+
+/// [`QuantRows`](super::QuantRows) for Q4_0 with `lanes` for the rows it takes from
+/// `min_tokens` tokens, and the 8-row, 4-row and 1-row kernels for the rest.
+pub(super) fn q4_0_rows_with(
+    lanes: LanesFn,
+    min_tokens: usize,
+    n: usize,
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    y: &mut [f32],
+) {
     let arb = n / QK * Q8_0_BYTES;
     let n_tok = check_tokens(a.len(), arb, y.len());
     if n_tok == 0 {
@@ -437,8 +487,8 @@ fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
     let at = |t: usize| &a[t * arb..(t + 1) * arb];
     let nb = n / QK;
     let mut r = 0;
-    if n_tok >= LanesQ4::MIN_TOKENS {
-        r = lanes_rows::<LanesQ4>(nb, w, row_bytes, 0, a, y);
+    if n_tok >= min_tokens {
+        r = lanes(nb, w, row_bytes, 0, a, y);
     }
     while r + 8 <= n_rows {
         let w8 = &w[r * row_bytes..];
@@ -640,7 +690,7 @@ struct LanesQ8;
 /// The CPU has AVX2; 16 bytes at `wb + i·row_bytes + off` are readable for i < 8.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn transpose8x4(wb: *const u8, row_bytes: usize, off: usize) -> [__m256i; 4] {
+pub(super) unsafe fn transpose8x4(wb: *const u8, row_bytes: usize, off: usize) -> [__m256i; 4] {
     // SAFETY: per the contract.
     let x: [__m256i; 4] = std::array::from_fn(|k| unsafe {
         // Row k (low 128 bits) and row k + 4 (high).
@@ -669,8 +719,8 @@ unsafe fn transpose8x4(wb: *const u8, row_bytes: usize, off: usize) -> [__m256i;
 /// keeps the address arithmetic defined past the rows' end.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn prefetch_rows_ahead(b: usize, wb: *const u8, row_bytes: usize) {
-    if b % 4 == 0 {
+pub(super) fn prefetch_rows_ahead(b: usize, wb: *const u8, row_bytes: usize) {
+    if b.is_multiple_of(4) {
         for i in 0..8 {
             _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(i * row_bytes + PACK_AHEAD).cast());
         }
@@ -686,7 +736,7 @@ const PACK_AHEAD: usize = 512;
 /// The CPU has AVX2/F16C; two bytes at each `wb + i·row_bytes` are readable for i < 8.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scales8(wb: *const u8, row_bytes: usize) -> __m256 {
+pub(super) unsafe fn scales8(wb: *const u8, row_bytes: usize) -> __m256 {
     // SAFETY: per the contract. Scalar loads: on Zen 3 this beats a gather.
     let sc = |i: usize| u64::from(unsafe { scale_bits(wb.add(i * row_bytes)) });
     let lo4 = sc(0) | sc(1) << 16 | sc(2) << 32 | sc(3) << 48;
@@ -868,7 +918,12 @@ impl LaneFormat for LanesQ8 {
 
 /// Per (token, block) of `n_tok` Q8_0 rows of `nb` blocks: the block's scale as f32 and
 /// `corr · Σa`, `[t · nb + b]`.
-fn q8_0_block_terms(a: &[u8], n_tok: usize, nb: usize, corr: i32) -> (Vec<f32>, Vec<i32>) {
+pub(super) fn q8_0_block_terms(
+    a: &[u8],
+    n_tok: usize,
+    nb: usize,
+    corr: i32,
+) -> (Vec<f32>, Vec<i32>) {
     assert!(a.len() >= n_tok * nb * Q8_0_BYTES, "q8_0 block terms: rows");
     let mut da = Vec::with_capacity(n_tok * nb);
     let mut sums = Vec::with_capacity(n_tok * nb);

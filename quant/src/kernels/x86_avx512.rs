@@ -1,0 +1,360 @@
+//! x86-64 kernels for AVX-512 with VNNI (AVX-512 F, BW and VNNI, on top of AVX2/FMA/F16C):
+//! the many-token Q4_0 and Q8_0 row kernels. Everything else in the table is the AVX2 kernels'.
+//! Every function gives the same bits as its scalar spec (see the module docs of [`super`]).
+//!
+//! The kernels follow the AVX2 lane kernels (`x86_avx2.rs`), sixteen rows wide: sixteen weight
+//! rows are packed once per call with row `i` in 32-bit lane `i` of a 512-bit vector, and each
+//! group of four activation bytes, broadcast to every lane, meets all sixteen rows in one
+//! `vpdpbusd`, which multiplies unsigned by signed bytes and adds the four products of a lane
+//! into its `i32` accumulator: one instruction where AVX2 needs `maddubs`, an `i16` add and a
+//! `madd`. Integer sums are exact, so only the float step (the spec's, lane by lane) decides the
+//! bits.
+//!
+//! - **Q4_0**: the packed quants are the unsigned nibbles `q'` (0..15); a block's integer dot
+//!   is `Σ q'·a − 8·Σa`, the correction from the activation.
+//! - **Q8_0**: the packed quants are the signed bytes `q` as they are, against the activation
+//!   bytes plus 128 (unsigned, made once per call): `Σ q·(a + 128) − 128·Σq`, the correction from
+//!   the weights, made when they are packed.
+//!
+//! [`kernels`] returns a table only when the CPU has every feature used here.
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+use super::x86_avx2::{
+    prefetch_rows_ahead, q4_0_rows_with, q8_0_block_terms, q8_0_rows_with, scales8, transpose8x4,
+};
+use super::{Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES};
+
+/// The AVX-512 table, if this CPU has AVX-512 F/BW/VNNI (and AVX2/FMA/F16C): the AVX2 table
+/// with the many-token Q4_0 and Q8_0 kernels replaced.
+pub(super) fn kernels() -> Option<Kernels> {
+    let ok = is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vnni");
+    if !ok {
+        return None;
+    }
+    let mut k = super::x86_avx2::kernels()?;
+    k.isa = Isa::Avx512;
+    k.q4_0.rows = |n, w, rb, a, y| q4_0_rows_with(lanes16::<Q4>, Q4::MIN_TOKENS, n, w, rb, a, y);
+    k.q8_0.rows = |n, w, rb, a, y| q8_0_rows_with(lanes16::<Q8>, Q8::MIN_TOKENS, n, w, rb, a, y);
+    Some(k)
+}
+
+/// Tokens per tile: each packed vector is loaded once for this many tokens.
+const TILE: usize = 8;
+
+/// A weight type for [`lanes16`].
+trait Format {
+    /// Bytes per weight block (32 elements, f16 scale first).
+    const BYTES: usize;
+    /// Vectors per packed block of sixteen rows.
+    const VECS: usize;
+    /// Tokens from which the rows take this kernel (fewer: the AVX2 decode kernels, which do
+    /// not pay for packing).
+    const MIN_TOKENS: usize;
+    /// Whether the activation bytes are read plus 128 (Q8_0) rather than as they are (Q4_0).
+    const SHIFT_ACT: bool;
+    /// The factor of `Σa` taken off each block's dot (0 where the weights carry the correction).
+    const ACT_CORR: i32;
+    /// Packs sixteen rows (`nb` blocks each, at stride `row_bytes` from `w0`) into `out`.
+    ///
+    /// # Safety
+    /// The CPU has the features of [`kernels`]; the sixteen rows are readable; `out` has room
+    /// for `nb · VECS` vectors.
+    unsafe fn pack16(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m512i);
+    /// Block `b`'s exact integer dots for `T` tokens from their `vpdpbusd` sums `s`: the sums
+    /// less the corrections (`corr[t]` the activation's, from [`q8_0_block_terms`]).
+    ///
+    /// # Safety
+    /// The CPU has the features of [`kernels`]; `pb` is the packed block.
+    unsafe fn isums<const T: usize>(
+        s: [__m512i; T],
+        pb: *const __m512i,
+        corr: [i32; T],
+    ) -> [__m512i; T];
+}
+
+/// Q4_0: per block, `[2k]` the low nibbles (elements `4k..4k+4`) and `[2k + 1]` the high nibbles
+/// (`16+4k..`) of group `k` as unsigned bytes, `[8]` the sixteen scales as f32.
+struct Q4;
+/// Q8_0: per block, `[k]` the quants of elements `4k..4k+4` as they are, `[8]` the scales as
+/// f32, `[9]` `128·Σq` of each row's block as i32.
+struct Q8;
+
+/// Packed vector `k` of rows 0..8 (`lo`) and 8..16 (`hi`) as one 512-bit vector.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+fn join(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// The scales of sixteen rows' blocks at `wb` (stride `row_bytes`) as f32, row `i` in lane `i`.
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; two bytes at `wb + i·row_bytes` are readable for
+/// i < 16.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn scales16(wb: *const u8, row_bytes: usize) -> __m512i {
+    // SAFETY: per the contract.
+    unsafe {
+        let lo = _mm256_castps_si256(scales8(wb, row_bytes));
+        let hi = _mm256_castps_si256(scales8(wb.add(8 * row_bytes), row_bytes));
+        join(lo, hi)
+    }
+}
+
+impl Format for Q4 {
+    const BYTES: usize = Q4_0_BYTES;
+    const VECS: usize = 9;
+    const MIN_TOKENS: usize = 4;
+    const SHIFT_ACT: bool = false;
+    const ACT_CORR: i32 = 8;
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn pack16(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m512i) {
+        let m4 = _mm512_set1_epi8(0x0f);
+        // SAFETY: per the contract.
+        unsafe {
+            for b in 0..nb {
+                let wb = w0.add(b * Q4_0_BYTES);
+                prefetch_rows_ahead(b, wb, row_bytes);
+                prefetch_rows_ahead(b, wb.add(8 * row_bytes), row_bytes);
+                let lo = transpose8x4(wb, row_bytes, 2);
+                let hi = transpose8x4(wb.add(8 * row_bytes), row_bytes, 2);
+                let o = out.add(b * Self::VECS);
+                for k in 0..4 {
+                    let p = join(lo[k], hi[k]);
+                    _mm512_storeu_si512(o.add(2 * k).cast(), _mm512_and_si512(p, m4));
+                    let h = _mm512_and_si512(_mm512_srli_epi16::<4>(p), m4);
+                    _mm512_storeu_si512(o.add(2 * k + 1).cast(), h);
+                }
+                _mm512_storeu_si512(o.add(8).cast(), scales16(wb, row_bytes));
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn isums<const T: usize>(
+        s: [__m512i; T],
+        _pb: *const __m512i,
+        corr: [i32; T],
+    ) -> [__m512i; T] {
+        std::array::from_fn(|t| _mm512_sub_epi32(s[t], _mm512_set1_epi32(corr[t])))
+    }
+}
+
+impl Format for Q8 {
+    const BYTES: usize = Q8_0_BYTES;
+    const VECS: usize = 10;
+    const MIN_TOKENS: usize = 4;
+    const SHIFT_ACT: bool = true;
+    const ACT_CORR: i32 = 0;
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn pack16(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m512i) {
+        let ones = _mm512_set1_epi8(1);
+        // SAFETY: per the contract.
+        unsafe {
+            for b in 0..nb {
+                let wb = w0.add(b * Q8_0_BYTES);
+                prefetch_rows_ahead(b, wb, row_bytes);
+                prefetch_rows_ahead(b, wb.add(8 * row_bytes), row_bytes);
+                let o = out.add(b * Self::VECS);
+                let mut sum = _mm512_setzero_si512();
+                for half in 0..2 {
+                    let lo = transpose8x4(wb, row_bytes, 2 + 16 * half);
+                    let hi = transpose8x4(wb.add(8 * row_bytes), row_bytes, 2 + 16 * half);
+                    for k in 0..4 {
+                        let p = join(lo[k], hi[k]);
+                        _mm512_storeu_si512(o.add(4 * half + k).cast(), p);
+                        sum = _mm512_dpbusd_epi32(sum, ones, p);
+                    }
+                }
+                _mm512_storeu_si512(o.add(8).cast(), scales16(wb, row_bytes));
+                _mm512_storeu_si512(o.add(9).cast(), _mm512_slli_epi32::<7>(sum));
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn isums<const T: usize>(
+        s: [__m512i; T],
+        pb: *const __m512i,
+        _corr: [i32; T],
+    ) -> [__m512i; T] {
+        // SAFETY: per the contract, the packed block has its correction at [9].
+        let c = unsafe { _mm512_loadu_si512(pb.add(9).cast()) };
+        std::array::from_fn(|t| _mm512_sub_epi32(s[t], c))
+    }
+}
+
+/// Element offset within a block of the four activation bytes that meet packed vector `v`.
+const fn act_offset<F: Format>(v: usize) -> usize {
+    if F::SHIFT_ACT {
+        4 * v
+    } else {
+        // Q4_0: [2k] low nibbles (elements 4k..), [2k + 1] high nibbles (16 + 4k..).
+        4 * (v / 2) + 16 * (v % 2)
+    }
+}
+
+/// Sixteen packed rows against `T` tokens (`a[t]` their Q8_0 rows, plus 128 where
+/// `F::SHIFT_ACT`; `terms[t]` their scales and corrections per block): one vector of the sixteen
+/// rows' outputs per token, row `i` in lane `i`.
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; `packed` holds `nb` packed blocks; each `a[t]` holds
+/// `nb` Q8_0 blocks and each `terms[t]` `nb` values.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn tile<F: Format, const T: usize>(
+    nb: usize,
+    packed: *const __m512i,
+    a: [*const u8; T],
+    terms: [(*const f32, *const i32); T],
+) -> [__m512; T] {
+    let mut acc = [_mm512_setzero_ps(); T];
+    // SAFETY: per the contract, packed + b·VECS (+VECS), every a[t] + b·34 (+34) and every
+    // terms[t] + b with b < nb is readable.
+    unsafe {
+        for b in 0..nb {
+            let pb = packed.add(b * F::VECS);
+            let mut s = [_mm512_setzero_si512(); T];
+            for v in 0..8 {
+                let wv = _mm512_loadu_si512(pb.add(v).cast());
+                for t in 0..T {
+                    let p = a[t].add(b * Q8_0_BYTES + 2 + act_offset::<F>(v));
+                    let av = _mm512_set1_epi32(p.cast::<i32>().read_unaligned());
+                    // `vpdpbusd` takes its first operand as unsigned bytes, its second signed.
+                    s[t] = if F::SHIFT_ACT {
+                        _mm512_dpbusd_epi32(s[t], av, wv)
+                    } else {
+                        _mm512_dpbusd_epi32(s[t], wv, av)
+                    };
+                }
+            }
+            let corr: [i32; T] = std::array::from_fn(|t| *terms[t].1.add(b));
+            let isum = F::isums(s, pb, corr);
+            let dw = _mm512_castsi512_ps(_mm512_loadu_si512(pb.add(8).cast()));
+            for t in 0..T {
+                let d = _mm512_mul_ps(dw, _mm512_set1_ps(*terms[t].0.add(b)));
+                acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum[t])));
+            }
+        }
+    }
+    acc
+}
+
+thread_local! {
+    /// Each thread's packed rows for [`lanes16`] (grown once to the widest matrix).
+    static PACK: RefCell<Vec<__m512i>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`LanesFn`](super::x86_avx2::LanesFn) sixteen rows at a time: rows `r0..` in whole groups of
+/// sixteen of `w` (`nb` blocks of `F` at stride `row_bytes`) against the `n_tok ≥ 1` Q8_0 rows of
+/// `a`: `y[row · n_tok + token]`; returns the first row not done. Each group is packed once into
+/// this thread's scratch and read by every tile of [`TILE`] tokens, and one tile of the rest.
+fn lanes16<F: Format>(
+    nb: usize,
+    w: &[u8],
+    row_bytes: usize,
+    r0: usize,
+    a: &[u8],
+    y: &mut [f32],
+) -> usize {
+    let arb = nb * Q8_0_BYTES;
+    let n_tok = a.len() / arb;
+    if n_tok == 0 {
+        return r0;
+    }
+    let n_rows = y.len() / n_tok;
+    assert!(
+        n_rows == 0 || (n_rows - 1) * row_bytes + nb * F::BYTES <= w.len(),
+        "lanes16: rows overrun"
+    );
+    assert!(a.len() == n_tok * arb, "lanes16: activation rows");
+    let (da, corr) = q8_0_block_terms(a, n_tok, nb, F::ACT_CORR);
+    // The activation bytes plus 128 (as unsigned bytes) where the format wants them.
+    let shifted: Vec<u8>;
+    let a = if F::SHIFT_ACT {
+        shifted = a.iter().map(|&x| x ^ 0x80).collect();
+        &shifted[..]
+    } else {
+        a
+    };
+    let at = |t: usize| a[t * arb..].as_ptr();
+    let term = |t: usize| (da[t * nb..].as_ptr(), corr[t * nb..].as_ptr());
+    PACK.with_borrow_mut(|pack| {
+        if pack.len() < nb * F::VECS {
+            // SAFETY: all-zero bits are a valid __m512i.
+            pack.resize(nb * F::VECS, unsafe { std::mem::zeroed() });
+        }
+        let mut r = r0;
+        while r + 16 <= n_rows {
+            // SAFETY: reachable only through `kernels()` (every feature checked); rows r..r + 16
+            // of nb blocks lie in `w` (checked above) and `pack` has room for nb packed blocks.
+            unsafe {
+                F::pack16(
+                    nb,
+                    w.as_ptr().add(r * row_bytes),
+                    row_bytes,
+                    pack.as_mut_ptr(),
+                )
+            };
+            let packed = pack.as_ptr();
+            let mut put = |t0: usize, acc: &[__m512]| {
+                for (j, v) in acc.iter().enumerate() {
+                    // SAFETY: a __m512 is sixteen f32.
+                    let o = unsafe { std::mem::transmute::<__m512, [f32; 16]>(*v) };
+                    for (i, x) in o.iter().enumerate() {
+                        y[(r + i) * n_tok + t0 + j] = *x;
+                    }
+                }
+            };
+            let mut t = 0;
+            while t + TILE <= n_tok {
+                // SAFETY: the packed blocks were just written; tokens t..t + TILE ≤ n_tok have
+                // nb Q8_0 blocks in `a` and nb terms in `da` / `corr`.
+                let acc = unsafe {
+                    tile::<F, TILE>(
+                        nb,
+                        packed,
+                        std::array::from_fn(|j| at(t + j)),
+                        std::array::from_fn(|j| term(t + j)),
+                    )
+                };
+                put(t, &acc);
+                t += TILE;
+            }
+            macro_rules! rest {
+                ($($n:literal)*) => {
+                    match n_tok - t {
+                        $($n => {
+                            // SAFETY: as for the full tiles above.
+                            let acc = unsafe {
+                                tile::<F, $n>(
+                                    nb,
+                                    packed,
+                                    std::array::from_fn(|j| at(t + j)),
+                                    std::array::from_fn(|j| term(t + j)),
+                                )
+                            };
+                            put(t, &acc);
+                        })*
+                        _ => {}
+                    }
+                };
+            }
+            rest!(1 2 3 4 5 6 7);
+            r += 16;
+        }
+        r
+    })
+}
