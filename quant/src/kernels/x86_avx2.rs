@@ -641,38 +641,50 @@ unsafe fn q4_0_x8_avx2<const T: usize>(
 // Prompt / batch (Q4_0, Q8_0): eight rows in the lanes of one vector
 // ---------------------------------------------------------------------------------------------
 
-/// A weight type for the many-token lane kernels: eight rows are packed once per call so that
+/// A weight type for the many-token lane kernels: `ROWS` rows are packed once per call so that
 /// row `i` sits in 32-bit lane `i` of every vector, and a tile of tokens then needs no
-/// horizontal adds (see [`lanes_rows`]).
-trait LaneFormat {
+/// horizontal adds (see [`lanes_rows`]). The AVX2 formats here pack eight rows into 256-bit
+/// vectors; `x86_avx512.rs` has sixteen-row ones.
+pub(super) trait LaneFormat {
+    /// A packed vector.
+    type Packed: Copy + 'static;
+    /// The `ROWS` outputs of one token, as `ROWS` f32.
+    type Out: Copy;
+    /// Rows per packed group.
+    const ROWS: usize;
+    /// Tokens per full tile.
+    const TILE: usize;
     /// Bytes per weight block (32 elements, f16 scale first).
     const BYTES: usize;
-    /// Vectors per packed block of eight rows (quants, then one of the eight scales as f32).
+    /// Vectors per packed block of `ROWS` rows.
     const VECS: usize;
-    /// Each block's integer dot is `Σ q'·a − CORR·Σa` with `q'` the packed unsigned quants.
+    /// The factor of each block's `Σa` taken off its integer dot (from [`q8_0_block_terms`]).
     const CORR: i32;
+    /// Whether the kernel reads the activation bytes plus 128 (as unsigned bytes).
+    const SHIFT_ACT: bool = false;
     /// Tokens from which the row kernels take this path: below it, packing costs more than it
-    /// saves (one Zen 3 core, weights streamed from memory: Q4_0 at 2 and 3 tokens 0.90 and
-    /// 0.70 ns per output block against 0.70 and 0.67 for the 8-row decode kernel, 4 tokens
-    /// 0.59 against 0.66; Q8_0 level at 5 tokens, 0.89 against 1.02 at 6).
+    /// saves.
     const MIN_TOKENS: usize;
-    /// Packs eight rows (`nb` blocks each, at stride `row_bytes` from `w0`) into `out`.
+    /// This thread's packing scratch.
+    fn scratch() -> &'static std::thread::LocalKey<RefCell<Vec<Self::Packed>>>;
+    /// Packs `ROWS` rows (`nb` blocks each, at stride `row_bytes` from `w0`) into `out`.
     ///
     /// # Safety
-    /// The CPU has AVX2/FMA/F16C; the eight rows are readable; `out` has room for `nb · VECS`.
-    unsafe fn pack8(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m256i);
-    /// Eight packed rows against `T` tokens (`a[t]` their Q8_0 rows, `terms[t]` their scales
-    /// and `CORR·Σa` per block): one vector of the eight rows' outputs per token.
+    /// The CPU has the format's features; the rows are readable; `out` has room for
+    /// `nb · VECS` vectors.
+    unsafe fn pack(nb: usize, w0: *const u8, row_bytes: usize, out: *mut Self::Packed);
+    /// The packed rows against `T` tokens (`a[t]` their Q8_0 rows, `terms[t]` their scales and
+    /// `CORR·Σa` per block): the rows' outputs for each token.
     ///
     /// # Safety
-    /// The CPU has AVX2/FMA/F16C; `packed` holds `nb` packed blocks; each `a[t]` holds `nb`
-    /// Q8_0 blocks and each `terms[t]` `nb` values.
+    /// The CPU has the format's features; `packed` holds `nb` packed blocks; each `a[t]` holds
+    /// `nb` Q8_0 blocks and each `terms[t]` `nb` values.
     unsafe fn tile<const T: usize>(
         nb: usize,
-        packed: *const __m256i,
+        packed: *const Self::Packed,
         a: [*const u8; T],
         terms: [(*const f32, *const i32); T],
-    ) -> [__m256; T];
+    ) -> [Self::Out; T];
 }
 
 /// Q4_0: per block, for each 4-byte group `k` of nibbles, the low nibbles (elements `4k..4k+4`)
@@ -780,14 +792,24 @@ unsafe fn bcast4(p: *const u8) -> __m256i {
 }
 
 impl LaneFormat for LanesQ4 {
+    type Packed = __m256i;
+    type Out = __m256;
+    const ROWS: usize = 8;
+    const TILE: usize = LANES_TOKENS;
     const BYTES: usize = Q4_0_BYTES;
     const VECS: usize = 9;
     const CORR: i32 = 8;
+    /// One Zen 3 core, weights streamed from memory: at 2 and 3 tokens 0.90 and 0.70 ns per
+    /// output block against 0.70 and 0.67 for the 8-row decode kernel; at 4, 0.59 against 0.66.
     const MIN_TOKENS: usize = 4;
+
+    fn scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m256i>>> {
+        &LANES_PACK
+    }
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn pack8(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m256i) {
+    unsafe fn pack(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m256i) {
         let m4 = _mm256_set1_epi8(0x0f);
         // SAFETY: per the contract.
         unsafe {
@@ -843,14 +865,23 @@ impl LaneFormat for LanesQ4 {
 }
 
 impl LaneFormat for LanesQ8 {
+    type Packed = __m256i;
+    type Out = __m256;
+    const ROWS: usize = 8;
+    const TILE: usize = LANES_TOKENS;
     const BYTES: usize = Q8_0_BYTES;
     const VECS: usize = 17;
     const CORR: i32 = 128;
+    /// As for Q4_0: level with the 4-row kernels at 5 tokens, 0.89 against 1.02 ns at 6.
     const MIN_TOKENS: usize = 6;
+
+    fn scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m256i>>> {
+        &LANES_PACK
+    }
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn pack8(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m256i) {
+    unsafe fn pack(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m256i) {
         let m4 = _mm256_set1_epi8(0x0f);
         let eight = _mm256_set1_epi8(8);
         // SAFETY: per the contract.
@@ -960,12 +991,12 @@ thread_local! {
     static LANES_PACK: RefCell<Vec<__m256i>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Rows `r0..` (whole groups of eight) of `w` (`nb` blocks of `L` at stride `row_bytes`)
+/// Rows `r0..` (whole groups of `L::ROWS`) of `w` (`nb` blocks of `L` at stride `row_bytes`)
 /// against `n_tok ≥ 1` Q8_0 activation rows (`a`, back to back): `y[row · n_tok + token]`, and
-/// the first row not done. Each group of eight rows is packed once ([`LaneFormat::pack8`]) into
-/// this thread's scratch and then read by every tile of [`LANES_TOKENS`] tokens, and one tile
-/// of the rest; each output is the spec's dot.
-fn lanes_rows<L: LaneFormat>(
+/// the first row not done. Each group of rows is packed once ([`LaneFormat::pack`]) into this
+/// thread's scratch and then read by every tile of `L::TILE` tokens, and one tile of the rest;
+/// each output is the spec's dot. Only reachable through a table whose CPU check covers `L`.
+pub(super) fn lanes_rows<L: LaneFormat>(
     nb: usize,
     w: &[u8],
     row_bytes: usize,
@@ -973,6 +1004,12 @@ fn lanes_rows<L: LaneFormat>(
     a: &[u8],
     y: &mut [f32],
 ) -> usize {
+    assert_eq!(
+        std::mem::size_of::<L::Out>(),
+        4 * L::ROWS,
+        "lanes: an output vector is ROWS f32"
+    );
+    assert!(L::TILE <= 8, "lanes: tiles of at most 8 tokens");
     let arb = nb * Q8_0_BYTES;
     let n_tok = a.len() / arb;
     if n_tok == 0 {
@@ -983,20 +1020,29 @@ fn lanes_rows<L: LaneFormat>(
         n_rows == 0 || (n_rows - 1) * row_bytes + nb * L::BYTES <= w.len(),
         "lanes: rows overrun"
     );
+    assert_eq!(a.len(), n_tok * arb, "lanes: activation rows");
     let (da, corr) = q8_0_block_terms(a, n_tok, nb, L::CORR);
+    // The activation bytes plus 128 (as unsigned bytes) where the format reads them so.
+    let shifted: Vec<u8>;
+    let a = if L::SHIFT_ACT {
+        shifted = a.iter().map(|&x| x ^ 0x80).collect();
+        &shifted[..]
+    } else {
+        a
+    };
     let at = |t: usize| a[t * arb..].as_ptr();
     let term = |t: usize| (da[t * nb..].as_ptr(), corr[t * nb..].as_ptr());
-    LANES_PACK.with_borrow_mut(|pack| {
+    L::scratch().with_borrow_mut(|pack| {
         if pack.len() < nb * L::VECS {
-            // SAFETY: all-zero bits are a valid __m256i.
+            // SAFETY: all-zero bits are a valid SIMD vector.
             pack.resize(nb * L::VECS, unsafe { std::mem::zeroed() });
         }
         let mut r = r0;
-        while r + 8 <= n_rows {
-            // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); rows r..r + 8 of nb
-            // blocks lie in `w` (checked above) and `pack` has room for nb packed blocks.
+        while r + L::ROWS <= n_rows {
+            // SAFETY: the table's CPU check covers L; rows r..r + ROWS of nb blocks lie in `w`
+            // (checked above) and `pack` has room for nb packed blocks.
             unsafe {
-                L::pack8(
+                L::pack(
                     nb,
                     w.as_ptr().add(r * row_bytes),
                     row_bytes,
@@ -1004,51 +1050,45 @@ fn lanes_rows<L: LaneFormat>(
                 )
             };
             let packed = pack.as_ptr();
-            let mut put = |t0: usize, acc: &[__m256]| {
+            let mut put = |t0: usize, acc: &[L::Out]| {
                 for (j, v) in acc.iter().enumerate() {
-                    // SAFETY: a __m256 is eight f32.
-                    let o = unsafe { std::mem::transmute::<__m256, [f32; 8]>(*v) };
+                    // SAFETY: an output vector is ROWS f32 (asserted above).
+                    let o = unsafe {
+                        std::slice::from_raw_parts((v as *const L::Out).cast::<f32>(), L::ROWS)
+                    };
                     for (i, x) in o.iter().enumerate() {
                         y[(r + i) * n_tok + t0 + j] = *x;
                     }
                 }
             };
             let mut t = 0;
-            while t + LANES_TOKENS <= n_tok {
-                // SAFETY: the packed blocks were just written; tokens t..t + T ≤ n_tok have nb
-                // Q8_0 blocks in `a` and nb terms in `da` / `corr`.
-                let acc = unsafe {
-                    L::tile::<LANES_TOKENS>(
-                        nb,
-                        packed,
-                        std::array::from_fn(|j| at(t + j)),
-                        std::array::from_fn(|j| term(t + j)),
-                    )
-                };
-                put(t, &acc);
-                t += LANES_TOKENS;
-            }
-            macro_rules! rest {
+            macro_rules! tiles {
                 ($($n:literal)*) => {
-                    match n_tok - t {
-                        $($n => {
-                            // SAFETY: as for the full tiles above.
-                            let acc = unsafe {
-                                L::tile::<$n>(
-                                    nb,
-                                    packed,
-                                    std::array::from_fn(|j| at(t + j)),
-                                    std::array::from_fn(|j| term(t + j)),
-                                )
-                            };
-                            put(t, &acc);
-                        })*
-                        _ => {}
+                    loop {
+                        let left = (n_tok - t).min(L::TILE);
+                        match left {
+                            $($n => {
+                                // SAFETY: the packed blocks were just written; tokens
+                                // t..t + n ≤ n_tok have nb Q8_0 blocks in `a` and nb terms in
+                                // `da` / `corr`.
+                                let acc = unsafe {
+                                    L::tile::<$n>(
+                                        nb,
+                                        packed,
+                                        std::array::from_fn(|j| at(t + j)),
+                                        std::array::from_fn(|j| term(t + j)),
+                                    )
+                                };
+                                put(t, &acc);
+                                t += $n;
+                            })*
+                            _ => break,
+                        }
                     }
                 };
             }
-            rest!(1 2 3 4 5);
-            r += 8;
+            tiles!(1 2 3 4 5 6 7 8);
+            r += L::ROWS;
         }
         r
     })

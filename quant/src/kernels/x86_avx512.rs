@@ -22,7 +22,8 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::x86_avx2::{
-    prefetch_rows_ahead, q4_0_rows_with, q8_0_block_terms, q8_0_rows_with, scales8, transpose8x4,
+    lanes_rows, prefetch_rows_ahead, q4_0_rows_with, q8_0_rows_with, scales8, transpose8x4,
+    LaneFormat,
 };
 use super::{Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES};
 
@@ -37,35 +38,23 @@ pub(super) fn kernels() -> Option<Kernels> {
     }
     let mut k = super::x86_avx2::kernels()?;
     k.isa = Isa::Avx512;
-    k.q4_0.rows = |n, w, rb, a, y| q4_0_rows_with(lanes16::<Q4>, Q4::MIN_TOKENS, n, w, rb, a, y);
-    k.q8_0.rows = |n, w, rb, a, y| q8_0_rows_with(lanes16::<Q8>, Q8::MIN_TOKENS, n, w, rb, a, y);
+    k.q4_0.rows = |n, w, rb, a, y| q4_0_rows_with(lanes_rows::<Q4>, Q4::MIN_TOKENS, n, w, rb, a, y);
+    k.q8_0.rows = |n, w, rb, a, y| q8_0_rows_with(lanes_rows::<Q8>, Q8::MIN_TOKENS, n, w, rb, a, y);
     Some(k)
 }
 
 /// Tokens per tile: each packed vector is loaded once for this many tokens.
 const TILE: usize = 8;
 
-/// A weight type for [`lanes16`].
-trait Format {
-    /// Bytes per weight block (32 elements, f16 scale first).
-    const BYTES: usize;
-    /// Vectors per packed block of sixteen rows.
-    const VECS: usize;
-    /// Tokens from which the rows take this kernel (fewer: the AVX2 decode kernels, which do
-    /// not pay for packing).
-    const MIN_TOKENS: usize;
-    /// Whether the activation bytes are read plus 128 (Q8_0) rather than as they are (Q4_0).
-    const SHIFT_ACT: bool;
-    /// The factor of `Σa` taken off each block's dot (0 where the weights carry the correction).
-    const ACT_CORR: i32;
-    /// Packs sixteen rows (`nb` blocks each, at stride `row_bytes` from `w0`) into `out`.
-    ///
-    /// # Safety
-    /// The CPU has the features of [`kernels`]; the sixteen rows are readable; `out` has room
-    /// for `nb · VECS` vectors.
-    unsafe fn pack16(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m512i);
+thread_local! {
+    /// Each thread's packed rows for [`lanes_rows`] (grown once to the widest matrix).
+    static PACK: RefCell<Vec<__m512i>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What [`tile`] needs beyond [`LaneFormat`].
+trait Vnni: LaneFormat<Packed = __m512i, Out = __m512> {
     /// Block `b`'s exact integer dots for `T` tokens from their `vpdpbusd` sums `s`: the sums
-    /// less the corrections (`corr[t]` the activation's, from [`q8_0_block_terms`]).
+    /// less the corrections (`corr[t]` the activation's, from the block terms).
     ///
     /// # Safety
     /// The CPU has the features of [`kernels`]; `pb` is the packed block.
@@ -74,6 +63,23 @@ trait Format {
         pb: *const __m512i,
         corr: [i32; T],
     ) -> [__m512i; T];
+}
+
+/// [`LaneFormat::tile`] for a [`Vnni`] format: the generic [`tile`].
+macro_rules! vnni_tile {
+    () => {
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+        unsafe fn tile<const T: usize>(
+            nb: usize,
+            packed: *const __m512i,
+            a: [*const u8; T],
+            terms: [(*const f32, *const i32); T],
+        ) -> [__m512; T] {
+            // SAFETY: as the trait requires.
+            unsafe { tile::<Self, T>(nb, packed, a, terms) }
+        }
+    };
 }
 
 /// Q4_0: per block, `[2k]` the low nibbles (elements `4k..4k+4`) and `[2k + 1]` the high nibbles
@@ -106,16 +112,23 @@ unsafe fn scales16(wb: *const u8, row_bytes: usize) -> __m512i {
     }
 }
 
-impl Format for Q4 {
+impl LaneFormat for Q4 {
+    type Packed = __m512i;
+    type Out = __m512;
+    const ROWS: usize = 16;
+    const TILE: usize = TILE;
     const BYTES: usize = Q4_0_BYTES;
     const VECS: usize = 9;
+    const CORR: i32 = 8;
     const MIN_TOKENS: usize = 4;
-    const SHIFT_ACT: bool = false;
-    const ACT_CORR: i32 = 8;
+
+    fn scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m512i>>> {
+        &PACK
+    }
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn pack16(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m512i) {
+    unsafe fn pack(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m512i) {
         let m4 = _mm512_set1_epi8(0x0f);
         // SAFETY: per the contract.
         unsafe {
@@ -137,6 +150,10 @@ impl Format for Q4 {
         }
     }
 
+    vnni_tile!();
+}
+
+impl Vnni for Q4 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
     unsafe fn isums<const T: usize>(
@@ -148,16 +165,24 @@ impl Format for Q4 {
     }
 }
 
-impl Format for Q8 {
+impl LaneFormat for Q8 {
+    type Packed = __m512i;
+    type Out = __m512;
+    const ROWS: usize = 16;
+    const TILE: usize = TILE;
     const BYTES: usize = Q8_0_BYTES;
     const VECS: usize = 10;
-    const MIN_TOKENS: usize = 4;
+    const CORR: i32 = 0;
     const SHIFT_ACT: bool = true;
-    const ACT_CORR: i32 = 0;
+    const MIN_TOKENS: usize = 4;
+
+    fn scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m512i>>> {
+        &PACK
+    }
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn pack16(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m512i) {
+    unsafe fn pack(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m512i) {
         let ones = _mm512_set1_epi8(1);
         // SAFETY: per the contract.
         unsafe {
@@ -182,6 +207,10 @@ impl Format for Q8 {
         }
     }
 
+    vnni_tile!();
+}
+
+impl Vnni for Q8 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
     unsafe fn isums<const T: usize>(
@@ -196,7 +225,7 @@ impl Format for Q8 {
 }
 
 /// Element offset within a block of the four activation bytes that meet packed vector `v`.
-const fn act_offset<F: Format>(v: usize) -> usize {
+const fn act_offset<F: LaneFormat>(v: usize) -> usize {
     if F::SHIFT_ACT {
         4 * v
     } else {
@@ -214,7 +243,7 @@ const fn act_offset<F: Format>(v: usize) -> usize {
 /// `nb` Q8_0 blocks and each `terms[t]` `nb` values.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-unsafe fn tile<F: Format, const T: usize>(
+unsafe fn tile<F: Vnni, const T: usize>(
     nb: usize,
     packed: *const __m512i,
     a: [*const u8; T],
@@ -250,111 +279,4 @@ unsafe fn tile<F: Format, const T: usize>(
         }
     }
     acc
-}
-
-thread_local! {
-    /// Each thread's packed rows for [`lanes16`] (grown once to the widest matrix).
-    static PACK: RefCell<Vec<__m512i>> = const { RefCell::new(Vec::new()) };
-}
-
-/// [`LanesFn`](super::x86_avx2::LanesFn) sixteen rows at a time: rows `r0..` in whole groups of
-/// sixteen of `w` (`nb` blocks of `F` at stride `row_bytes`) against the `n_tok ≥ 1` Q8_0 rows of
-/// `a`: `y[row · n_tok + token]`; returns the first row not done. Each group is packed once into
-/// this thread's scratch and read by every tile of [`TILE`] tokens, and one tile of the rest.
-fn lanes16<F: Format>(
-    nb: usize,
-    w: &[u8],
-    row_bytes: usize,
-    r0: usize,
-    a: &[u8],
-    y: &mut [f32],
-) -> usize {
-    let arb = nb * Q8_0_BYTES;
-    let n_tok = a.len() / arb;
-    if n_tok == 0 {
-        return r0;
-    }
-    let n_rows = y.len() / n_tok;
-    assert!(
-        n_rows == 0 || (n_rows - 1) * row_bytes + nb * F::BYTES <= w.len(),
-        "lanes16: rows overrun"
-    );
-    assert!(a.len() == n_tok * arb, "lanes16: activation rows");
-    let (da, corr) = q8_0_block_terms(a, n_tok, nb, F::ACT_CORR);
-    // The activation bytes plus 128 (as unsigned bytes) where the format wants them.
-    let shifted: Vec<u8>;
-    let a = if F::SHIFT_ACT {
-        shifted = a.iter().map(|&x| x ^ 0x80).collect();
-        &shifted[..]
-    } else {
-        a
-    };
-    let at = |t: usize| a[t * arb..].as_ptr();
-    let term = |t: usize| (da[t * nb..].as_ptr(), corr[t * nb..].as_ptr());
-    PACK.with_borrow_mut(|pack| {
-        if pack.len() < nb * F::VECS {
-            // SAFETY: all-zero bits are a valid __m512i.
-            pack.resize(nb * F::VECS, unsafe { std::mem::zeroed() });
-        }
-        let mut r = r0;
-        while r + 16 <= n_rows {
-            // SAFETY: reachable only through `kernels()` (every feature checked); rows r..r + 16
-            // of nb blocks lie in `w` (checked above) and `pack` has room for nb packed blocks.
-            unsafe {
-                F::pack16(
-                    nb,
-                    w.as_ptr().add(r * row_bytes),
-                    row_bytes,
-                    pack.as_mut_ptr(),
-                )
-            };
-            let packed = pack.as_ptr();
-            let mut put = |t0: usize, acc: &[__m512]| {
-                for (j, v) in acc.iter().enumerate() {
-                    // SAFETY: a __m512 is sixteen f32.
-                    let o = unsafe { std::mem::transmute::<__m512, [f32; 16]>(*v) };
-                    for (i, x) in o.iter().enumerate() {
-                        y[(r + i) * n_tok + t0 + j] = *x;
-                    }
-                }
-            };
-            let mut t = 0;
-            while t + TILE <= n_tok {
-                // SAFETY: the packed blocks were just written; tokens t..t + TILE ≤ n_tok have
-                // nb Q8_0 blocks in `a` and nb terms in `da` / `corr`.
-                let acc = unsafe {
-                    tile::<F, TILE>(
-                        nb,
-                        packed,
-                        std::array::from_fn(|j| at(t + j)),
-                        std::array::from_fn(|j| term(t + j)),
-                    )
-                };
-                put(t, &acc);
-                t += TILE;
-            }
-            macro_rules! rest {
-                ($($n:literal)*) => {
-                    match n_tok - t {
-                        $($n => {
-                            // SAFETY: as for the full tiles above.
-                            let acc = unsafe {
-                                tile::<F, $n>(
-                                    nb,
-                                    packed,
-                                    std::array::from_fn(|j| at(t + j)),
-                                    std::array::from_fn(|j| term(t + j)),
-                                )
-                            };
-                            put(t, &acc);
-                        })*
-                        _ => {}
-                    }
-                };
-            }
-            rest!(1 2 3 4 5 6 7);
-            r += 16;
-        }
-        r
-    })
 }
