@@ -24,6 +24,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::kquant_scalar::{check_gemm_4, check_kquant, quantize_row_q8_k};
+use super::x86_avx2::transpose8x4;
 use super::{check_tokens, row_span, KQuantKernels, KQuantOps, Q8_K_BYTES, QK_K};
 
 /// The multi-row kernels of one block type.
@@ -968,31 +969,38 @@ const PK_MINS: usize = 72;
 const PK_D: usize = 76;
 const PK_DMIN: usize = 77;
 
-impl Lanes for Q4K {
-    const BYTES: usize = 144;
-    const PAIRS: usize = 4;
+/// The [`Lanes`] impl of Q4_K (`$q5` false) or Q5_K (true): the shared pack and tile.
+macro_rules! k4_lanes {
+    ($t:ty, $bytes:expr, $q5:expr) => {
+        impl Lanes for $t {
+            const BYTES: usize = $bytes;
+            const PAIRS: usize = 4;
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
-        // SAFETY: as the trait requires.
-        unsafe { k4_pack8::<false>(wb, row_bytes, pk) }
-    }
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+                // SAFETY: as the trait requires.
+                unsafe { k4_pack8::<$q5>(wb, row_bytes, pk) }
+            }
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn tile<const T: usize>(
-        pk: &[__m256i; PACKED_VECS],
-        ab: *const u8,
-        arb: usize,
-        pairs: *const i32,
-        pstride: usize,
-        acc: *mut __m256,
-    ) {
-        // SAFETY: as the trait requires.
-        unsafe { k4_packed_tile::<T, false>(pk, ab, arb, pairs, pstride, acc) }
-    }
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn tile<const T: usize>(
+                pk: &[__m256i; PACKED_VECS],
+                ab: *const u8,
+                arb: usize,
+                pairs: *const i32,
+                pstride: usize,
+                acc: *mut __m256,
+            ) {
+                // SAFETY: as the trait requires.
+                unsafe { k4_packed_tile::<T, $q5>(pk, ab, arb, pairs, pstride, acc) }
+            }
+        }
+    };
 }
+
+k4_lanes!(Q4K, 144, false);
 
 /// Packs one Q4_K (or, with `Q5`, Q5_K) super-block of eight rows (row `i`'s at
 /// `wb + i·row_bytes`) into `pk` (see [`PK_SCALES`] for the layout; Q5_K's quants are 0..31).
@@ -1022,7 +1030,10 @@ unsafe fn k4_pack8<const Q5: bool>(
         // find theirs at bits 0 and 1 (constant shifts whether or not the loop is unrolled;
         // 16-bit shifts: the mask drops what crosses bytes).
         let mut qh = if Q5 {
-            [transpose8x16(row, 16), transpose8x16(row, 32)]
+            [
+                transpose8x4(wb, row_bytes, 16),
+                transpose8x4(wb, row_bytes, 32),
+            ]
         } else {
             [[_mm256_setzero_si256(); 4]; 2]
         };
@@ -1030,7 +1041,7 @@ unsafe fn k4_pack8<const Q5: bool>(
         // 2c + 1 (high nibbles): groups 4h..4h + 4 of both.
         for c in 0..4 {
             for h in 0..2 {
-                let p = transpose8x16(row, qs + 32 * c + 16 * h);
+                let p = transpose8x4(wb, row_bytes, qs + 32 * c + 16 * h);
                 for (m, pm) in p.iter().enumerate() {
                     let k = 4 * h + m;
                     let lo = _mm256_and_si256(*pm, m4);
@@ -1170,31 +1181,7 @@ unsafe fn k4_packed_tile<const T: usize, const Q5: bool>(
     }
 }
 
-impl Lanes for Q5K {
-    const BYTES: usize = 176;
-    const PAIRS: usize = 4;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
-        // SAFETY: as the trait requires.
-        unsafe { k4_pack8::<true>(wb, row_bytes, pk) }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn tile<const T: usize>(
-        pk: &[__m256i; PACKED_VECS],
-        ab: *const u8,
-        arb: usize,
-        pairs: *const i32,
-        pstride: usize,
-        acc: *mut __m256,
-    ) {
-        // SAFETY: as the trait requires.
-        unsafe { k4_packed_tile::<T, true>(pk, ab, arb, pairs, pstride, acc) }
-    }
-}
+k4_lanes!(Q5K, 176, true);
 
 // ---------------------------------------------------------------------------------------------
 // Q6_K in lanes
@@ -1207,32 +1194,6 @@ impl Lanes for Q5K {
 const Q6_PK_SCALES: usize = 64;
 const Q6_PK_OFFSETS: usize = 80;
 const Q6_PK_D: usize = 88;
-
-/// The 32-bit groups `off + 4m .. off + 4m + 4` of eight rows (row `i` at `row(i)`), row `i` in
-/// 32-bit lane `i`: `[m]` for m < 4.
-///
-/// # Safety
-/// The CPU has AVX2; `row(i) + off .. row(i) + off + 16` is readable for i < 8.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn transpose8x16(row: impl Fn(usize) -> *const u8, off: usize) -> [__m256i; 4] {
-    // SAFETY: as the caller vouches; unaligned loads.
-    let x: [__m256i; 4] = std::array::from_fn(|k| unsafe {
-        _mm256_loadu2_m128i(row(k + 4).add(off).cast(), row(k).add(off).cast())
-    });
-    // 4×4 transposes of 32-bit groups within each 128-bit half: rows 0..4 (low half) and 4..8
-    // (high half) end up in 32-bit lanes 0..8 in order.
-    let t0 = _mm256_unpacklo_epi32(x[0], x[1]);
-    let t1 = _mm256_unpackhi_epi32(x[0], x[1]);
-    let t2 = _mm256_unpacklo_epi32(x[2], x[3]);
-    let t3 = _mm256_unpackhi_epi32(x[2], x[3]);
-    [
-        _mm256_unpacklo_epi64(t0, t2),
-        _mm256_unpackhi_epi64(t0, t2),
-        _mm256_unpacklo_epi64(t1, t3),
-        _mm256_unpackhi_epi64(t1, t3),
-    ]
-}
 
 impl Lanes for Q6K {
     const BYTES: usize = 210;
@@ -1253,9 +1214,9 @@ impl Lanes for Q6K {
             let row = |i: usize| wb.add(i * row_bytes);
             for h in 0..2 {
                 for u in 0..2 {
-                    let l0 = transpose8x16(row, 64 * h + 16 * u);
-                    let l1 = transpose8x16(row, 64 * h + 32 + 16 * u);
-                    let hb = transpose8x16(row, 128 + 32 * h + 16 * u);
+                    let l0 = transpose8x4(wb, row_bytes, 64 * h + 16 * u);
+                    let l1 = transpose8x4(wb, row_bytes, 64 * h + 32 + 16 * u);
+                    let hb = transpose8x4(wb, row_bytes, 128 + 32 * h + 16 * u);
                     for m in 0..4 {
                         let k = 4 * u + m;
                         let (a, b, q) = (l0[m], l1[m], hb[m]);
