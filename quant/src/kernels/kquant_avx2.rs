@@ -778,9 +778,9 @@ unsafe fn gemm_chunk<B: KBlock, const T: usize>(
 const LANES_TOKENS: usize = 4;
 /// Tokens per pass over the rows in [`lanes_rows`]: their Q8_K rows (64 × 4.6 KB for a
 /// 4096-wide matrix) stay in L2 while every row group reads them.
-const LANES_CHUNK: usize = 64;
+pub(super) const LANES_CHUNK: usize = 64;
 /// Vectors of one packed super-block of eight rows (the most any [`Lanes`] type uses: Q6_K's).
-const PACKED_VECS: usize = Q6_PK_D + 1;
+pub(super) const PACKED_VECS: usize = Q6_PK_D + 1;
 
 /// A K-quant type with an eight-rows-in-lanes kernel: a super-block of eight rows is packed once
 /// (row `i` in 32-bit lane `i` of every vector) and read by every tile of tokens.
@@ -820,7 +820,7 @@ thread_local! {
 /// quants (`bsums[2j] + bsums[2j + 1]`, at most 32·128 in magnitude: exact in `i16`) as four
 /// pairs `A_2p | A_2p+1 << 16`, `[(t · nb + b) · 4 + p]`: what a `madd` with a row's min pair
 /// turns into `m_2p·A_2p + m_2p+1·A_2p+1`.
-fn q8_k_min_pairs(a: &[u8], n_tok: usize, nb: usize) -> Vec<i32> {
+pub(super) fn q8_k_min_pairs(a: &[u8], n_tok: usize, nb: usize) -> Vec<i32> {
     assert!(a.len() >= n_tok * nb * Q8_K_BYTES, "q8_k min pairs: rows");
     let mut out = Vec::with_capacity(n_tok * nb * 4);
     for blk in a.chunks_exact(Q8_K_BYTES).take(n_tok * nb) {
@@ -897,6 +897,11 @@ fn lanes_rows<L: Lanes>(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mu
     });
 }
 
+/// [`lanes_rows`] for Q4_K (the AVX-512 table's kernel takes its last eight rows here).
+pub(super) fn q4_k_lanes_rows8(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+    lanes_rows::<Q4K>(n, w, row_bytes, a, out);
+}
+
 /// Eight rows of `L` (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()`
 /// tokens (their Q8_K rows at `a`, `arb` bytes apart, and their [`q8_k_min_pairs`] at `pairs`,
 /// `L::PAIRS · nb` apart): `acc[t]` lane `i` = the spec's dot of row `i` and token `t`.
@@ -964,10 +969,10 @@ unsafe fn lanes8<L: Lanes>(
 /// Q5_K 0..31) of sub-block `j`, elements `4k..4k + 4`; `[64 + j]` the 6-bit scale of sub-block
 /// `j` in both `i16` halves; `[72 + p]` the mins of sub-blocks `2p` and `2p + 1` as an `i16` pair; `[76]` `d` and `[77]`
 /// `dmin` as f32.
-const PK_SCALES: usize = 64;
-const PK_MINS: usize = 72;
-const PK_D: usize = 76;
-const PK_DMIN: usize = 77;
+pub(super) const PK_SCALES: usize = 64;
+pub(super) const PK_MINS: usize = 72;
+pub(super) const PK_D: usize = 76;
+pub(super) const PK_DMIN: usize = 77;
 
 /// The [`Lanes`] impl of Q4_K (`$q5` false) or Q5_K (true): the shared pack and tile.
 macro_rules! k4_lanes {
@@ -1011,7 +1016,7 @@ k4_lanes!(Q4K, 144, false);
 #[allow(clippy::needless_range_loop)]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k4_pack8<const Q5: bool>(
+pub(super) unsafe fn k4_pack8<const Q5: bool>(
     wb: *const u8,
     row_bytes: usize,
     pk: &mut [__m256i; PACKED_VECS],

@@ -16,16 +16,24 @@
 //!   bytes plus 128 (unsigned, made once per call): `Σ q·(a + 128) − 128·Σq`, the correction from
 //!   the weights, made when they are packed.
 //!
+//! - **Q4_K** (prompts): sixteen rows of a super-block packed as the AVX2 kernel packs eight
+//!   (`k4_pack8`, twice, joined); per sub-block the `vpdpbusd` sums are multiplied by the rows'
+//!   scales (`vpmulld`) into the super-block's `isum`, the mins term is the AVX2 kernel's `madd`.
+//!
 //! [`kernels`] returns a table only when the CPU has every feature used here.
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
+use super::kquant_avx2::{
+    k4_pack8, q4_k_lanes_rows8, q8_k_min_pairs, LANES_CHUNK, PACKED_VECS, PK_D, PK_DMIN, PK_MINS,
+    PK_SCALES,
+};
 use super::x86_avx2::{
     lanes_rows, prefetch_rows_ahead, q4_0_rows_with, q8_0_rows_with, scales8, transpose8x4,
     LaneFormat,
 };
-use super::{Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES};
+use super::{check_tokens, row_span, Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES, Q8_K_BYTES, QK_K};
 
 /// The AVX-512 table, if this CPU has AVX-512 F/BW/VNNI (and AVX2/FMA/F16C): the AVX2 table
 /// with the many-token Q4_0 and Q8_0 kernels replaced.
@@ -40,6 +48,7 @@ pub(super) fn kernels() -> Option<Kernels> {
     k.isa = Isa::Avx512;
     k.q4_0.rows = |n, w, rb, a, y| q4_0_rows_with(lanes_rows::<Q4>, Q4::MIN_TOKENS, n, w, rb, a, y);
     k.q8_0.rows = |n, w, rb, a, y| q8_0_rows_with(lanes_rows::<Q8>, Q8::MIN_TOKENS, n, w, rb, a, y);
+    k.k_quants.q4_k.gemm_8 = Some(q4_k_rows16);
     Some(k)
 }
 
@@ -279,4 +288,207 @@ unsafe fn tile<F: Vnni, const T: usize>(
         }
     }
     acc
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q4_K prompt / batch: sixteen rows in lanes
+// ---------------------------------------------------------------------------------------------
+
+/// Bytes per Q4_K block.
+const Q4K_BYTES: usize = 144;
+
+thread_local! {
+    /// Each thread's f32 accumulators for [`q4_k_rows16`], one vector (sixteen rows) a token.
+    static K_ACC: RefCell<Vec<__m512>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`super::KQuantGemm8`] for Q4_K: groups of sixteen rows here, a last group of eight by the
+/// AVX2 kernel. For each chunk of up to `LANES_CHUNK` tokens, each group runs super-block by
+/// super-block: the sixteen rows' block is packed once ([`q4_k_lanes16`]) and read by every
+/// tile of [`TILE`] tokens, the outputs accumulating in super-block order, as the spec.
+fn q4_k_rows16(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+    assert_eq!(n % QK_K, 0, "q4_k lanes16: {n} is not whole super-blocks");
+    let nb = n / QK_K;
+    let arb = nb * Q8_K_BYTES;
+    let n_tok = check_tokens(a.len(), arb, out.len());
+    if n_tok == 0 {
+        return;
+    }
+    let n_rows = out.len() / n_tok;
+    assert_eq!(
+        n_rows % 8,
+        0,
+        "q4_k lanes16: {n_rows} rows are not groups of 8"
+    );
+    row_span(n, QK_K, Q4K_BYTES, w.len(), row_bytes, n_rows);
+    let r16 = n_rows / 16 * 16;
+    if r16 > 0 {
+        let pairs = q8_k_min_pairs(a, n_tok, nb);
+        K_ACC.with_borrow_mut(|acc| {
+            if acc.len() < LANES_CHUNK {
+                // SAFETY: all-zero bits are a valid __m512.
+                acc.resize(LANES_CHUNK, unsafe { std::mem::zeroed() });
+            }
+            for t0 in (0..n_tok).step_by(LANES_CHUNK) {
+                let m = LANES_CHUNK.min(n_tok - t0);
+                for r0 in (0..r16).step_by(16) {
+                    // SAFETY: reachable only through `kernels()` (every feature checked); rows
+                    // r0..r0 + 16 of nb blocks lie in `w` (row_span above), tokens t0..t0 + m
+                    // have nb Q8_K blocks in `a` (check_tokens) and 4·nb pairs each, and `acc`
+                    // holds LANES_CHUNK ≥ m vectors.
+                    unsafe {
+                        q4_k_lanes16(
+                            nb,
+                            w.as_ptr().add(r0 * row_bytes),
+                            row_bytes,
+                            a.as_ptr().add(t0 * arb),
+                            arb,
+                            pairs.as_ptr().add(t0 * nb * 4),
+                            &mut acc[..m],
+                        )
+                    };
+                    for (j, v) in acc[..m].iter().enumerate() {
+                        // SAFETY: a __m512 is sixteen f32.
+                        let o = unsafe { std::mem::transmute::<__m512, [f32; 16]>(*v) };
+                        for (i, x) in o.iter().enumerate() {
+                            out[(r0 + i) * n_tok + t0 + j] = *x;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    if r16 < n_rows {
+        q4_k_lanes_rows8(
+            n,
+            &w[r16 * row_bytes..],
+            row_bytes,
+            a,
+            &mut out[r16 * n_tok..],
+        );
+    }
+}
+
+/// Sixteen Q4_K rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()`
+/// tokens (their Q8_K rows at `a`, `arb` apart, and their min pairs at `pairs`, `4·nb` apart):
+/// `acc[t]` lane `i` = the spec's dot of row `i` and token `t`.
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; the sixteen rows of `nb` blocks are readable; `a`
+/// holds `acc.len()` rows of `nb` Q8_K blocks at stride `arb`, and `pairs` `4·nb` values a token.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn q4_k_lanes16(
+    nb: usize,
+    w0: *const u8,
+    row_bytes: usize,
+    a: *const u8,
+    arb: usize,
+    pairs: *const i32,
+    acc: &mut [__m512],
+) {
+    let n_tok = acc.len();
+    acc.fill(_mm512_setzero_ps());
+    let mut lo = [_mm256_setzero_si256(); PACKED_VECS];
+    let mut hi = [_mm256_setzero_si256(); PACKED_VECS];
+    let mut pk = [_mm512_setzero_si512(); PK_DMIN + 1];
+    let low16 = _mm512_set1_epi32(0xffff);
+    let acc = acc.as_mut_ptr();
+    let ps = 4 * nb;
+    // SAFETY: per the contract, every block b < nb of the sixteen rows, every Q8_K block b of a
+    // token t < n_tok and its pairs are readable; `acc` holds n_tok vectors.
+    unsafe {
+        for b in 0..nb {
+            let wb = w0.add(b * Q4K_BYTES);
+            for i in 0..16 {
+                // The same rows' next super-block (a prefetch never faults).
+                let p = wb.wrapping_add(i * row_bytes + Q4K_BYTES);
+                _mm_prefetch::<_MM_HINT_T0>(p.cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(Q4K_BYTES - 1).cast());
+            }
+            k4_pack8::<false>(wb, row_bytes, &mut lo);
+            k4_pack8::<false>(wb.add(8 * row_bytes), row_bytes, &mut hi);
+            for v in 0..=PK_DMIN {
+                pk[v] = join(lo[v], hi[v]);
+            }
+            // The scales sit in both i16 halves of a lane: keep one, as an i32.
+            for j in 0..8 {
+                pk[PK_SCALES + j] = _mm512_and_si512(pk[PK_SCALES + j], low16);
+            }
+            let ab = a.add(b * Q8_K_BYTES);
+            let pb = pairs.add(4 * b);
+            let mut t = 0;
+            macro_rules! tiles {
+                ($($n:literal)*) => {
+                    loop {
+                        match (n_tok - t).min(TILE) {
+                            $($n => {
+                                q4_k_tile16::<$n>(&pk, ab.add(t * arb), arb, pb.add(t * ps), ps, acc.add(t));
+                                t += $n;
+                            })*
+                            _ => break,
+                        }
+                    }
+                };
+            }
+            tiles!(1 2 3 4 5 6 7 8);
+        }
+    }
+}
+
+/// One packed Q4_K super-block of sixteen rows against `T` tokens (their Q8_K block at
+/// `ab + t·arb`, their four min pairs at `pairs + t·pstride`): `acc[t] += …` as the spec, row
+/// `i` in lane `i`. Per sub-block, eight `vpdpbusd` give each lane's `Σ q·a` (unsigned 4-bit
+/// quants against signed activations) and `vpmulld` scales it into the exact `isum`; the mins
+/// take one `madd` per two sub-blocks with the activation's sums.
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; `ab + t·arb` are whole Q8_K blocks,
+/// `pairs + t·pstride` hold 4 values and `acc + t` is a valid vector, for t < T.
+// Index loops over the small fixed arrays: after unrolling every index is a constant.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn q4_k_tile16<const T: usize>(
+    pk: &[__m512i; PK_DMIN + 1],
+    ab: *const u8,
+    arb: usize,
+    pairs: *const i32,
+    pstride: usize,
+    acc: *mut __m512,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut isum = [_mm512_setzero_si512(); T];
+        for j in 0..8 {
+            let mut s = [_mm512_setzero_si512(); T];
+            for k in 0..8 {
+                let wv = pk[8 * j + k];
+                for t in 0..T {
+                    let p = ab.add(t * arb + 4 + 32 * j + 4 * k);
+                    let av = _mm512_set1_epi32(p.cast::<i32>().read_unaligned());
+                    s[t] = _mm512_dpbusd_epi32(s[t], wv, av);
+                }
+            }
+            let sc = pk[PK_SCALES + j];
+            for t in 0..T {
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
+            }
+        }
+        let dw = _mm512_castsi512_ps(pk[PK_D]);
+        let dmin = _mm512_castsi512_ps(pk[PK_DMIN]);
+        for t in 0..T {
+            let pt = pairs.add(t * pstride);
+            let mut msum = _mm512_madd_epi16(pk[PK_MINS], _mm512_set1_epi32(*pt));
+            for p in 1..4 {
+                let m = _mm512_madd_epi16(pk[PK_MINS + p], _mm512_set1_epi32(*pt.add(p)));
+                msum = _mm512_add_epi32(msum, m);
+            }
+            let da = _mm512_set1_ps(ab.add(t * arb).cast::<f32>().read_unaligned());
+            let x = _mm512_mul_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum[t]));
+            let y = _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(msum));
+            let o = acc.add(t);
+            *o = _mm512_add_ps(*o, _mm512_sub_ps(x, y));
+        }
+    }
 }
