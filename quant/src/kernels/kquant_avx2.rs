@@ -902,6 +902,21 @@ pub(super) fn q4_k_lanes_rows8(n: usize, w: &[u8], row_bytes: usize, a: &[u8], o
     lanes_rows::<Q4K>(n, w, row_bytes, a, out);
 }
 
+/// [`lanes_rows`] for Q6_K (as [`q4_k_lanes_rows8`]).
+pub(super) fn q6_k_lanes_rows8(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+    lanes_rows::<Q6K>(n, w, row_bytes, a, out);
+}
+
+/// Q6_K's packing of eight rows' super-block (the AVX-512 kernel packs its sixteen rows with it).
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; the eight 210-byte blocks at `wb + i·row_bytes` are readable.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q6_k_pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+    // SAFETY: as the caller vouches.
+    unsafe { Q6K::pack8(wb, row_bytes, pk) }
+}
+
 /// Eight rows of `L` (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()`
 /// tokens (their Q8_K rows at `a`, `arb` bytes apart, and their [`q8_k_min_pairs`] at `pairs`,
 /// `L::PAIRS · nb` apart): `acc[t]` lane `i` = the spec's dot of row `i` and token `t`.
@@ -1196,9 +1211,9 @@ k4_lanes!(Q5K, 176, true);
 /// 16-element sub-block `j`, elements `4k..4k + 4` (so `[c]` holds elements `4c..4c + 4`);
 /// `[64 + j]` the i8 scale of sub-block `j` in both `i16` halves; `[80 + p]` `32·sc` of
 /// sub-blocks `2p` and `2p + 1` as an `i16` pair; `[88]` `d` as f32.
-const Q6_PK_SCALES: usize = 64;
-const Q6_PK_OFFSETS: usize = 80;
-const Q6_PK_D: usize = 88;
+pub(super) const Q6_PK_SCALES: usize = 64;
+pub(super) const Q6_PK_OFFSETS: usize = 80;
+pub(super) const Q6_PK_D: usize = 88;
 
 impl Lanes for Q6K {
     const BYTES: usize = 210;

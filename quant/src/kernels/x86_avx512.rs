@@ -16,9 +16,10 @@
 //!   bytes plus 128 (unsigned, made once per call): `Σ q·(a + 128) − 128·Σq`, the correction from
 //!   the weights, made when they are packed.
 //!
-//! - **Q4_K** (prompts): sixteen rows of a super-block packed as the AVX2 kernel packs eight
-//!   (`k4_pack8`, twice, joined); per sub-block the `vpdpbusd` sums are multiplied by the rows'
-//!   scales (`vpmulld`) into the super-block's `isum`, the mins term is the AVX2 kernel's `madd`.
+//! - **Q4_K, Q6_K** (prompts): sixteen rows of a super-block packed as the AVX2 kernels pack
+//!   eight (twice, joined); per sub-block the `vpdpbusd` sums are multiplied by the rows' scales
+//!   (`vpmulld`) into the super-block's `isum`; the mins (Q4_K) and offsets (Q6_K) terms are the
+//!   AVX2 kernels' `madd`s.
 //!
 //! [`kernels`] returns a table only when the CPU has every feature used here.
 
@@ -26,8 +27,8 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::kquant_avx2::{
-    k4_pack8, q4_k_lanes_rows8, q8_k_min_pairs, LANES_CHUNK, PACKED_VECS, PK_D, PK_DMIN, PK_MINS,
-    PK_SCALES,
+    k4_pack8, q4_k_lanes_rows8, q6_k_lanes_rows8, q6_k_pack8, q8_k_min_pairs, LANES_CHUNK,
+    PACKED_VECS, PK_D, PK_DMIN, PK_MINS, PK_SCALES, Q6_PK_D, Q6_PK_OFFSETS, Q6_PK_SCALES,
 };
 use super::x86_avx2::{
     lanes_rows, prefetch_rows_ahead, q4_0_rows_with, q8_0_rows_with, scales8, transpose8x4,
@@ -48,7 +49,8 @@ pub(super) fn kernels() -> Option<Kernels> {
     k.isa = Isa::Avx512;
     k.q4_0.rows = |n, w, rb, a, y| q4_0_rows_with(lanes_rows::<Q4>, Q4::MIN_TOKENS, n, w, rb, a, y);
     k.q8_0.rows = |n, w, rb, a, y| q8_0_rows_with(lanes_rows::<Q8>, Q8::MIN_TOKENS, n, w, rb, a, y);
-    k.k_quants.q4_k.gemm_8 = Some(q4_k_rows16);
+    k.k_quants.q4_k.gemm_8 = Some(k_rows16::<Q4K>);
+    k.k_quants.q6_k.gemm_8 = Some(k_rows16::<Q6K>);
     Some(k)
 }
 
@@ -291,22 +293,133 @@ unsafe fn tile<F: Vnni, const T: usize>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Q4_K prompt / batch: sixteen rows in lanes
+// K-quant prompt / batch (Q4_K, Q6_K): sixteen rows in lanes
 // ---------------------------------------------------------------------------------------------
 
-/// Bytes per Q4_K block.
-const Q4K_BYTES: usize = 144;
+/// A K-quant type with a sixteen-row VNNI kernel: its AVX2 eight-row packing, used twice, and
+/// a tile over the joined vectors.
+trait KLanes16 {
+    /// Bytes per weight block.
+    const BYTES: usize;
+    /// Whether the tile reads the activation's min pairs (`q8_k_min_pairs`).
+    const PAIRS: bool;
+    /// The packed vectors the tile reads (`[..VECS]` of the AVX2 layout).
+    const VECS: usize;
+    /// The AVX2 eight-row kernel, for a last group of eight rows.
+    const ROWS8: super::KQuantGemm8;
+    /// Packs eight rows' super-block as the AVX2 kernel does.
+    ///
+    /// # Safety
+    /// The CPU has AVX2/FMA/F16C; the eight blocks at `wb + i·row_bytes` are readable.
+    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]);
+    /// Turns the joined AVX2 layout's scale vectors (an `i16` in both halves of each lane) into
+    /// one `i32` a lane.
+    ///
+    /// # Safety
+    /// The CPU has the features of [`kernels`].
+    unsafe fn widen_scales(pk: &mut [__m512i; PACKED_VECS]);
+    /// One packed super-block of sixteen rows against `T` tokens: `acc[t] += …` as the spec.
+    ///
+    /// # Safety
+    /// As [`q4_k_tile16`].
+    unsafe fn tile<const T: usize>(
+        pk: &[__m512i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        pairs: *const i32,
+        pstride: usize,
+        acc: *mut __m512,
+    );
+}
+
+/// Q4_K: the AVX2 Q4_K packing (no Q5 bits); scales are 6-bit, so the low `i16` is the `i32`.
+struct Q4K;
+/// Q6_K: the AVX2 Q6_K packing (quants plus 32, 0..63; `32·sc` pairs for the offset); scales
+/// are `i8`, sign-extended.
+struct Q6K;
+
+impl KLanes16 for Q4K {
+    const BYTES: usize = 144;
+    const PAIRS: bool = true;
+    const VECS: usize = PK_DMIN + 1;
+    const ROWS8: super::KQuantGemm8 = q4_k_lanes_rows8;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+        // SAFETY: as the trait requires.
+        unsafe { k4_pack8::<false>(wb, row_bytes, pk) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn widen_scales(pk: &mut [__m512i; PACKED_VECS]) {
+        for v in &mut pk[PK_SCALES..PK_SCALES + 8] {
+            *v = _mm512_and_si512(*v, _mm512_set1_epi32(0xffff));
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        pk: &[__m512i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        pairs: *const i32,
+        pstride: usize,
+        acc: *mut __m512,
+    ) {
+        // SAFETY: as the trait requires.
+        unsafe { q4_k_tile16::<T>(pk, ab, arb, pairs, pstride, acc) }
+    }
+}
+
+impl KLanes16 for Q6K {
+    const BYTES: usize = 210;
+    const PAIRS: bool = false;
+    const VECS: usize = Q6_PK_D + 1;
+    const ROWS8: super::KQuantGemm8 = q6_k_lanes_rows8;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+        // SAFETY: as the trait requires.
+        unsafe { q6_k_pack8(wb, row_bytes, pk) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn widen_scales(pk: &mut [__m512i; PACKED_VECS]) {
+        for v in &mut pk[Q6_PK_SCALES..Q6_PK_SCALES + 16] {
+            *v = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(*v));
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        pk: &[__m512i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        _: *const i32,
+        _: usize,
+        acc: *mut __m512,
+    ) {
+        // SAFETY: as the trait requires.
+        unsafe { q6_k_tile16::<T>(pk, ab, arb, acc) }
+    }
+}
 
 thread_local! {
-    /// Each thread's f32 accumulators for [`q4_k_rows16`], one vector (sixteen rows) a token.
+    /// Each thread's f32 accumulators for [`k_rows16`], one vector (sixteen rows) a token.
     static K_ACC: RefCell<Vec<__m512>> = const { RefCell::new(Vec::new()) };
 }
 
-/// [`super::KQuantGemm8`] for Q4_K: groups of sixteen rows here, a last group of eight by the
-/// AVX2 kernel. For each chunk of up to `LANES_CHUNK` tokens, each group runs super-block by
-/// super-block: the sixteen rows' block is packed once ([`q4_k_lanes16`]) and read by every
-/// tile of [`TILE`] tokens, the outputs accumulating in super-block order, as the spec.
-fn q4_k_rows16(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+/// [`super::KQuantGemm8`] for a [`KLanes16`] type: groups of sixteen rows here, a last group of
+/// eight by the AVX2 kernel. For each chunk of up to `LANES_CHUNK` tokens, each group runs
+/// super-block by super-block: the sixteen rows' block is packed once ([`k_lanes16`]) and read
+/// by every tile of [`TILE`] tokens, the outputs accumulating in super-block order, as the spec.
+fn k_rows16<K: KLanes16>(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
     assert_eq!(n % QK_K, 0, "q4_k lanes16: {n} is not whole super-blocks");
     let nb = n / QK_K;
     let arb = nb * Q8_K_BYTES;
@@ -320,10 +433,15 @@ fn q4_k_rows16(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) 
         0,
         "q4_k lanes16: {n_rows} rows are not groups of 8"
     );
-    row_span(n, QK_K, Q4K_BYTES, w.len(), row_bytes, n_rows);
+    row_span(n, QK_K, K::BYTES, w.len(), row_bytes, n_rows);
     let r16 = n_rows / 16 * 16;
     if r16 > 0 {
-        let pairs = q8_k_min_pairs(a, n_tok, nb);
+        let pairs = if K::PAIRS {
+            q8_k_min_pairs(a, n_tok, nb)
+        } else {
+            Vec::new()
+        };
+        let ps = if K::PAIRS { 4 * nb } else { 0 };
         K_ACC.with_borrow_mut(|acc| {
             if acc.len() < LANES_CHUNK {
                 // SAFETY: all-zero bits are a valid __m512.
@@ -334,16 +452,17 @@ fn q4_k_rows16(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) 
                 for r0 in (0..r16).step_by(16) {
                     // SAFETY: reachable only through `kernels()` (every feature checked); rows
                     // r0..r0 + 16 of nb blocks lie in `w` (row_span above), tokens t0..t0 + m
-                    // have nb Q8_K blocks in `a` (check_tokens) and 4·nb pairs each, and `acc`
-                    // holds LANES_CHUNK ≥ m vectors.
+                    // have nb Q8_K blocks in `a` (check_tokens) and `ps` pairs each (none read
+                    // without pairs: every offset into `pairs` is then 0), and `acc` holds
+                    // LANES_CHUNK ≥ m vectors.
                     unsafe {
-                        q4_k_lanes16(
+                        k_lanes16::<K>(
                             nb,
                             w.as_ptr().add(r0 * row_bytes),
                             row_bytes,
                             a.as_ptr().add(t0 * arb),
                             arb,
-                            pairs.as_ptr().add(t0 * nb * 4),
+                            pairs.as_ptr().add(t0 * ps),
                             &mut acc[..m],
                         )
                     };
@@ -359,7 +478,7 @@ fn q4_k_rows16(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) 
         });
     }
     if r16 < n_rows {
-        q4_k_lanes_rows8(
+        (K::ROWS8)(
             n,
             &w[r16 * row_bytes..],
             row_bytes,
@@ -369,15 +488,16 @@ fn q4_k_rows16(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) 
     }
 }
 
-/// Sixteen Q4_K rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()`
+/// Sixteen rows of `K` (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()`
 /// tokens (their Q8_K rows at `a`, `arb` apart, and their min pairs at `pairs`, `4·nb` apart):
 /// `acc[t]` lane `i` = the spec's dot of row `i` and token `t`.
 ///
 /// # Safety
 /// The CPU has the features of [`kernels`]; the sixteen rows of `nb` blocks are readable; `a`
-/// holds `acc.len()` rows of `nb` Q8_K blocks at stride `arb`, and `pairs` `4·nb` values a token.
+/// holds `acc.len()` rows of `nb` Q8_K blocks at stride `arb`, and `pairs` `4·nb` values a token
+/// where `K::PAIRS` (none read otherwise).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-unsafe fn q4_k_lanes16(
+unsafe fn k_lanes16<K: KLanes16>(
     nb: usize,
     w0: *const u8,
     row_bytes: usize,
@@ -386,44 +506,44 @@ unsafe fn q4_k_lanes16(
     pairs: *const i32,
     acc: &mut [__m512],
 ) {
+    let ps = if K::PAIRS { 4 * nb } else { 0 };
     let n_tok = acc.len();
     acc.fill(_mm512_setzero_ps());
     let mut lo = [_mm256_setzero_si256(); PACKED_VECS];
     let mut hi = [_mm256_setzero_si256(); PACKED_VECS];
-    let mut pk = [_mm512_setzero_si512(); PK_DMIN + 1];
-    let low16 = _mm512_set1_epi32(0xffff);
+    let mut pk = [_mm512_setzero_si512(); PACKED_VECS];
     let acc = acc.as_mut_ptr();
-    let ps = 4 * nb;
+    let pstep = if K::PAIRS { 4 } else { 0 };
     // SAFETY: per the contract, every block b < nb of the sixteen rows, every Q8_K block b of a
     // token t < n_tok and its pairs are readable; `acc` holds n_tok vectors.
     unsafe {
         for b in 0..nb {
-            let wb = w0.add(b * Q4K_BYTES);
+            let wb = w0.add(b * K::BYTES);
             for i in 0..16 {
                 // The same rows' next super-block (a prefetch never faults).
-                let p = wb.wrapping_add(i * row_bytes + Q4K_BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(p.cast());
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64).cast());
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(Q4K_BYTES - 1).cast());
+                let p = wb.wrapping_add(i * row_bytes + K::BYTES);
+                let mut off = 0;
+                while off < K::BYTES {
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast());
+                    off += 64;
+                }
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(K::BYTES - 1).cast());
             }
-            k4_pack8::<false>(wb, row_bytes, &mut lo);
-            k4_pack8::<false>(wb.add(8 * row_bytes), row_bytes, &mut hi);
-            for v in 0..=PK_DMIN {
+            K::pack8(wb, row_bytes, &mut lo);
+            K::pack8(wb.add(8 * row_bytes), row_bytes, &mut hi);
+            for v in 0..K::VECS {
                 pk[v] = join(lo[v], hi[v]);
             }
-            // The scales sit in both i16 halves of a lane: keep one, as an i32.
-            for j in 0..8 {
-                pk[PK_SCALES + j] = _mm512_and_si512(pk[PK_SCALES + j], low16);
-            }
+            K::widen_scales(&mut pk);
             let ab = a.add(b * Q8_K_BYTES);
-            let pb = pairs.add(4 * b);
+            let pb = pairs.add(pstep * b);
             let mut t = 0;
             macro_rules! tiles {
                 ($($n:literal)*) => {
                     loop {
                         match (n_tok - t).min(TILE) {
                             $($n => {
-                                q4_k_tile16::<$n>(&pk, ab.add(t * arb), arb, pb.add(t * ps), ps, acc.add(t));
+                                K::tile::<$n>(&pk, ab.add(t * arb), arb, pb.add(t * ps), ps, acc.add(t));
                                 t += $n;
                             })*
                             _ => break,
@@ -450,7 +570,7 @@ unsafe fn q4_k_lanes16(
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 unsafe fn q4_k_tile16<const T: usize>(
-    pk: &[__m512i; PK_DMIN + 1],
+    pk: &[__m512i; PACKED_VECS],
     ab: *const u8,
     arb: usize,
     pairs: *const i32,
@@ -489,6 +609,60 @@ unsafe fn q4_k_tile16<const T: usize>(
             let y = _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(msum));
             let o = acc.add(t);
             *o = _mm512_add_ps(*o, _mm512_sub_ps(x, y));
+        }
+    }
+}
+
+/// One packed Q6_K super-block of sixteen rows against `T` tokens (their Q8_K block at
+/// `ab + t·arb`): `acc[t] += …` as the spec, row `i` in lane `i`. Per 16-element sub-block, four
+/// `vpdpbusd` of the quants plus 32 (0..63) against the activations, scaled by `vpmulld`; the
+/// offset `32·Σ_j sc_j·bsum_j` as in the AVX2 kernel (one `madd` per two sub-blocks of the
+/// `32·sc` pairs with the activation's `bsums` pair).
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; `ab + t·arb` are whole Q8_K blocks and `acc + t` is a
+/// valid vector, for t < T.
+// Index loops over the small fixed arrays: after unrolling every index is a constant.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn q6_k_tile16<const T: usize>(
+    pk: &[__m512i; PACKED_VECS],
+    ab: *const u8,
+    arb: usize,
+    acc: *mut __m512,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let bcast = |p: *const u8| _mm512_set1_epi32(p.cast::<i32>().read_unaligned());
+        let mut isum = [_mm512_setzero_si512(); T];
+        for j in 0..16 {
+            let mut s = [_mm512_setzero_si512(); T];
+            for v in 0..4 {
+                let wv = pk[4 * j + v];
+                for t in 0..T {
+                    let p = ab.add(t * arb + 4 + 16 * j + 4 * v);
+                    s[t] = _mm512_dpbusd_epi32(s[t], wv, bcast(p));
+                }
+            }
+            let sc = pk[Q6_PK_SCALES + j];
+            for t in 0..T {
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
+            }
+        }
+        let dw = _mm512_castsi512_ps(pk[Q6_PK_D]);
+        for t in 0..T {
+            let at = ab.add(t * arb);
+            let mut off = _mm512_madd_epi16(pk[Q6_PK_OFFSETS], bcast(at.add(260)));
+            for p in 1..8 {
+                let m = _mm512_madd_epi16(pk[Q6_PK_OFFSETS + p], bcast(at.add(260 + 4 * p)));
+                off = _mm512_add_epi32(off, m);
+            }
+            let isum = _mm512_sub_epi32(isum[t], off);
+            let da = _mm512_set1_ps(at.cast::<f32>().read_unaligned());
+            let x = _mm512_mul_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum));
+            let o = acc.add(t);
+            *o = _mm512_add_ps(*o, x);
         }
     }
 }
