@@ -267,3 +267,41 @@ fn zero_tokens_generates_nothing() {
     assert_eq!(v["tokens"], serde_json::json!([]));
     assert_eq!(v["finish_reason"], "length");
 }
+
+#[test]
+fn bench_json_reports_every_test_and_the_kernels_that_ran() {
+    let model = tiny_gguf("q8_0");
+    let o = smoe(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-t",
+        "1",
+        "-r",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let tests: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["test"].as_str().unwrap())
+        .collect();
+    assert_eq!(tests, ["pp8", "tg4"]);
+    for r in v["results"].as_array().unwrap() {
+        assert_eq!(r["threads"], 1);
+        assert!(r["tps_mean"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["tps_sd"].as_f64().unwrap() >= 0.0, "{r}");
+    }
+    let isa = v["kernels"].as_str().unwrap();
+    assert!(
+        smoe_quant::kernels::Isa::from_name(isa).is_some(),
+        "kernels {isa:?}"
+    );
+}

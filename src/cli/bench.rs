@@ -119,12 +119,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
             roofline.push(json!({"threads": t, "read_gbps": gbps, "roofline_tps": max_tps, "tg_fraction": tg.map(|v| v / max_tps)}));
         }
     }
+    // The kernel set that ran (SMOE_ISA may force one), and the best this CPU has.
+    let isa = smoe_quant::kernels::kernels().isa.name();
+    let detected = smoe_quant::kernels::detected().name();
     if a.json {
         println!(
             "{}",
-            json!({ "model": name, "size_bytes": size, "decode_bytes_per_token": per_token, "results": results, "roofline": roofline })
+            json!({ "model": name, "size_bytes": size, "decode_bytes_per_token": per_token, "kernels": isa, "results": results, "roofline": roofline })
         );
     } else {
+        eprintln!("smoe: kernels: {isa} (best on this CPU: {detected})");
         eprintln!("smoe: {}", memory_report(&model));
     }
     Ok(())
