@@ -1,5 +1,6 @@
 //! x86-64 kernels for AVX-512 with VNNI (AVX-512 F, BW and VNNI, on top of AVX2/FMA/F16C):
-//! the many-token Q4_0 and Q8_0 row kernels. Everything else in the table is the AVX2 kernels'.
+//! the many-token Q4_0, Q8_0, Q4_K and Q6_K kernels. Everything else in the table (decode, the
+//! other types, float weights) is the AVX2 kernels'.
 //! Every function gives the same bits as its scalar spec (see the module docs of [`super`]).
 //!
 //! The kernels follow the AVX2 lane kernels (`x86_avx2.rs`), sixteen rows wide: sixteen weight
@@ -15,7 +16,6 @@
 //! - **Q8_0**: the packed quants are the signed bytes `q` as they are, against the activation
 //!   bytes plus 128 (unsigned, made once per call): `Σ q·(a + 128) − 128·Σq`, the correction from
 //!   the weights, made when they are packed.
-//!
 //! - **Q4_K, Q6_K** (prompts): sixteen rows of a super-block packed as the AVX2 kernels pack
 //!   eight (twice, joined); per sub-block the `vpdpbusd` sums are multiplied by the rows' scales
 //!   (`vpmulld`) into the super-block's `isum`; the mins (Q4_K) and offsets (Q6_K) terms are the
@@ -37,7 +37,7 @@ use super::x86_avx2::{
 use super::{check_tokens, row_span, Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES, Q8_K_BYTES, QK_K};
 
 /// The AVX-512 table, if this CPU has AVX-512 F/BW/VNNI (and AVX2/FMA/F16C): the AVX2 table
-/// with the many-token Q4_0 and Q8_0 kernels replaced.
+/// with the many-token Q4_0, Q8_0, Q4_K and Q6_K kernels replaced.
 pub(super) fn kernels() -> Option<Kernels> {
     let ok = is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
@@ -131,6 +131,7 @@ impl LaneFormat for Q4 {
     const BYTES: usize = Q4_0_BYTES;
     const VECS: usize = 9;
     const CORR: i32 = 8;
+    /// As the AVX2 Q4_0 kernel's; not measured separately for this one.
     const MIN_TOKENS: usize = 4;
 
     fn scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m512i>>> {
@@ -185,6 +186,7 @@ impl LaneFormat for Q8 {
     const VECS: usize = 10;
     const CORR: i32 = 0;
     const SHIFT_ACT: bool = true;
+    /// As the AVX2 Q4_0 kernel's; not measured separately for this one.
     const MIN_TOKENS: usize = 4;
 
     fn scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m512i>>> {
