@@ -66,9 +66,9 @@ pub fn tensor_type(ty: OutType, pure: bool, m: MixModel, t: MixTensor) -> GgmlTy
         Role::Norm | Role::Router => return GgmlType::F32,
         _ if pure || !base.is_quantized() => base,
         _ if ty.is_k_mix() => k_mix_type(ty, m, t),
-        // Q4_0 / Q8_0: output and, in 8-expert models, attn_k / attn_v in Q8_0. (llama.cpp puts
-        // the output in Q6_K for Q4_0; smoe keeps Q8_0 until it has Q6_K kernels.)
-        Role::Output if ty == OutType::Q4_0 => GgmlType::Q8_0,
+        // Q4_0: the output in Q6_K (Q8_0 where its rows are not whole 256-blocks, by the
+        // fallback) and, in 8-expert models, attn_k / attn_v in Q8_0, as llama-quantize does.
+        Role::Output if ty == OutType::Q4_0 => GgmlType::Q6K,
         Role::AttnK | Role::AttnV if ty == OutType::Q4_0 && m.n_expert == 8 => GgmlType::Q8_0,
         // With an importance matrix llama.cpp guards the first eighth of ffn_down with Q4_1.
         Role::FfnDown
@@ -171,6 +171,35 @@ mod tests {
         assert_eq!(ty(Role::FfnDown, Some(6), 14336), GgmlType::Q6K);
         assert_eq!(ty(Role::FfnGate, Some(0), 4096), GgmlType::Q4K);
         assert_eq!(ty(Role::Router, Some(0), 4096), GgmlType::F32);
+    }
+
+    #[test]
+    fn mixtral_8x7b_q4_0_as_llama_quantize() {
+        let m = MixModel {
+            n_layer: 32,
+            n_expert: 8,
+            has_imatrix: false,
+        };
+        let ty = |role, il: Option<usize>, n_cols| {
+            tensor_type(OutType::Q4_0, false, m, MixTensor { role, il, n_cols })
+        };
+        assert_eq!(ty(Role::Output, None, 4096), GgmlType::Q6K);
+        assert_eq!(ty(Role::Output, None, 64), GgmlType::Q8_0);
+        assert_eq!(ty(Role::TokenEmbd, None, 4096), GgmlType::Q4_0);
+        assert_eq!(ty(Role::AttnK, Some(3), 4096), GgmlType::Q8_0);
+        assert_eq!(ty(Role::AttnQ, Some(3), 4096), GgmlType::Q4_0);
+        assert_eq!(ty(Role::FfnDown, Some(0), 14336), GgmlType::Q4_0);
+        let pure = tensor_type(
+            OutType::Q4_0,
+            true,
+            m,
+            MixTensor {
+                role: Role::Output,
+                il: None,
+                n_cols: 4096,
+            },
+        );
+        assert_eq!(pure, GgmlType::Q4_0);
     }
 
     #[test]
