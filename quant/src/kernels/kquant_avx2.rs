@@ -90,9 +90,9 @@ pub(super) fn kernels() -> KQuantKernels {
         quantize_row_q8_k,
         q2_k: portable.q2_k,
         q3_k: portable.q3_k,
-        q4_k: kquant!(Q4K, Some(lanes_rows::<Q4K>)),
-        q5_k: kquant!(Q5K, Some(lanes_rows::<Q5K>)),
-        q6_k: kquant!(Q6K, Some(lanes_rows::<Q6K>)),
+        q4_k: kquant!(Q4K, Some(gemm_8::<Q4K>)),
+        q5_k: kquant!(Q5K, Some(gemm_8::<Q5K>)),
+        q6_k: kquant!(Q6K, Some(gemm_8::<Q6K>)),
     }
 }
 
@@ -782,37 +782,49 @@ pub(super) const LANES_CHUNK: usize = 64;
 /// Vectors of one packed super-block of eight rows (the most any [`Lanes`] type uses: Q6_K's).
 pub(super) const PACKED_VECS: usize = Q6_PK_D + 1;
 
-/// A K-quant type with an eight-rows-in-lanes kernel: a super-block of eight rows is packed once
-/// (row `i` in 32-bit lane `i` of every vector) and read by every tile of tokens.
-trait Lanes {
+/// A K-quant type with a rows-in-lanes kernel: a super-block of `ROWS` rows is packed once (row
+/// `i` in 32-bit lane `i` of every vector) and read by every tile of tokens. The AVX2 types here
+/// pack eight rows into 256-bit vectors; `x86_avx512.rs` has sixteen-row ones.
+pub(super) trait Lanes {
+    /// A packed vector.
+    type Vec: Copy + 'static;
+    /// One token's `ROWS` f32 accumulators.
+    type Acc: Copy + 'static;
+    /// Rows per packed group.
+    const ROWS: usize;
+    /// Tokens per full tile (at most 8).
+    const TILE: usize;
     /// Bytes per weight block.
     const BYTES: usize;
     /// `i32` values per (token, super-block) of [`q8_k_min_pairs`] the tile reads (0: none).
     const PAIRS: usize;
-    /// Packs one super-block of eight rows (row `i`'s at `wb + i·row_bytes`) into `pk`.
+    /// This thread's accumulators.
+    fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<Self::Acc>>>;
+    /// Packs one super-block of `ROWS` rows (row `i`'s at `wb + i·row_bytes`) into `pk`.
     ///
     /// # Safety
-    /// The CPU has AVX2/FMA/F16C; the eight `BYTES`-byte blocks are readable.
-    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]);
+    /// The CPU has the type's features; the `ROWS` blocks of `BYTES` bytes are readable.
+    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [Self::Vec; PACKED_VECS]);
     /// One packed super-block against `T` tokens (their Q8_K block at `ab + t·arb`, their
     /// `PAIRS` min pairs at `pairs + t·pstride`): `acc[t] += …` as the spec, row `i` in lane `i`.
     ///
     /// # Safety
-    /// The CPU has AVX2/FMA/F16C; `pk` is what [`Lanes::pack8`] wrote; `ab + t·arb` are whole
-    /// Q8_K blocks, `pairs + t·pstride` hold `PAIRS` values and `acc + t` is a valid vector, for
-    /// t < T.
+    /// The CPU has the type's features; `pk` is what [`Lanes::pack`] wrote; `ab + t·arb` are
+    /// whole Q8_K blocks, `pairs + t·pstride` hold `PAIRS` values and `acc + t` is a valid
+    /// accumulator, for t < T.
     unsafe fn tile<const T: usize>(
-        pk: &[__m256i; PACKED_VECS],
+        pk: &[Self::Vec; PACKED_VECS],
         ab: *const u8,
         arb: usize,
         pairs: *const i32,
         pstride: usize,
-        acc: *mut __m256,
+        acc: *mut Self::Acc,
     );
 }
 
 thread_local! {
-    /// Each thread's f32 accumulators for [`lanes_rows`], one vector (eight rows) a token.
+    /// Each thread's f32 accumulators for the AVX2 types' [`lanes_rows`], one vector (eight
+    /// rows) a token.
     static LANES_ACC: RefCell<Vec<__m256>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -834,47 +846,59 @@ pub(super) fn q8_k_min_pairs(a: &[u8], n_tok: usize, nb: usize) -> Vec<i32> {
     out
 }
 
-/// [`super::KQuantGemm8`] for a [`Lanes`] type: for each chunk of up to [`LANES_CHUNK`] tokens,
-/// each group of eight rows runs super-block by super-block: the eight rows' block is packed
-/// once ([`Lanes::pack8`], under 3 KB: it stays in L1) and then read by every tile of
-/// [`LANES_TOKENS`] tokens (and one tile of the rest), the outputs accumulating in super-block
-/// order in a per-thread vector a token, as the spec.
-fn lanes_rows<L: Lanes>(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+/// Rows in whole groups of `L::ROWS` of the K-quant matrix `w` (`nb` blocks a row at stride
+/// `row_bytes`) against the Q8_K rows of `a`, into `out` [n_rows][n_tok]; returns the first row
+/// not done. For each chunk of up to [`LANES_CHUNK`] tokens, each group runs super-block by
+/// super-block: the group's block is packed once ([`Lanes::pack`]: a few KB, it stays in L1) and
+/// then read by every tile of `L::TILE` tokens (and one tile of the rest), the outputs
+/// accumulating in super-block order in a per-thread accumulator a token, as the spec. Only
+/// reachable through a table whose CPU check covers `L`.
+pub(super) fn lanes_rows<L: Lanes>(
+    n: usize,
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    out: &mut [f32],
+) -> usize {
+    assert_eq!(
+        std::mem::size_of::<L::Acc>(),
+        4 * L::ROWS,
+        "k-quant lanes: an accumulator is ROWS f32"
+    );
+    assert!(L::TILE <= 8, "k-quant lanes: tiles of at most 8 tokens");
     assert_eq!(n % QK_K, 0, "k-quant lanes: {n} is not whole super-blocks");
     let nb = n / QK_K;
     let arb = nb * Q8_K_BYTES;
     let n_tok = check_tokens(a.len(), arb, out.len());
     if n_tok == 0 {
-        return;
+        return 0;
     }
     let n_rows = out.len() / n_tok;
-    assert_eq!(
-        n_rows % 8,
-        0,
-        "k-quant lanes: {n_rows} rows are not groups of 8"
-    );
     row_span(n, QK_K, L::BYTES, w.len(), row_bytes, n_rows);
+    let groups = n_rows / L::ROWS * L::ROWS;
+    if groups == 0 {
+        return 0;
+    }
     let pairs = if L::PAIRS > 0 {
         assert_eq!(L::PAIRS, 4, "k-quant lanes: min pairs are four a block");
         q8_k_min_pairs(a, n_tok, nb)
     } else {
         Vec::new()
     };
-    LANES_ACC.with_borrow_mut(|acc| {
+    L::acc_scratch().with_borrow_mut(|acc| {
         if acc.len() < LANES_CHUNK {
-            // SAFETY: all-zero bits are a valid __m256.
+            // SAFETY: all-zero bits are a valid SIMD vector.
             acc.resize(LANES_CHUNK, unsafe { std::mem::zeroed() });
         }
         for t0 in (0..n_tok).step_by(LANES_CHUNK) {
             let m = LANES_CHUNK.min(n_tok - t0);
-            for r0 in (0..n_rows).step_by(8) {
-                // SAFETY: reachable only through a table built after the AVX2/FMA/F16C check;
-                // rows r0..r0 + 8 of nb blocks lie in `w` (row_span above), tokens t0..t0 + m
-                // have nb Q8_K blocks in `a` (check_tokens) and PAIRS·nb pairs each (none read
-                // where PAIRS is 0: every offset into `pairs` is then 0), and `acc` holds
-                // LANES_CHUNK ≥ m vectors.
+            for r0 in (0..groups).step_by(L::ROWS) {
+                // SAFETY: the table's CPU check covers L; rows r0..r0 + ROWS of nb blocks lie in
+                // `w` (row_span above), tokens t0..t0 + m have nb Q8_K blocks in `a`
+                // (check_tokens) and PAIRS·nb pairs each (none read where PAIRS is 0: every
+                // offset into `pairs` is then 0), and `acc` holds LANES_CHUNK ≥ m accumulators.
                 unsafe {
-                    lanes8::<L>(
+                    lanes_group::<L>(
                         nb,
                         w.as_ptr().add(r0 * row_bytes),
                         row_bytes,
@@ -885,9 +909,10 @@ fn lanes_rows<L: Lanes>(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mu
                     )
                 };
                 for (j, v) in acc[..m].iter().enumerate() {
-                    let mut o = [0.0f32; 8];
-                    // SAFETY: `o` has room for 8 f32.
-                    unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
+                    // SAFETY: an accumulator is ROWS f32 (asserted above).
+                    let o = unsafe {
+                        std::slice::from_raw_parts((v as *const L::Acc).cast::<f32>(), L::ROWS)
+                    };
                     for (i, x) in o.iter().enumerate() {
                         out[(r0 + i) * n_tok + t0 + j] = *x;
                     }
@@ -895,16 +920,28 @@ fn lanes_rows<L: Lanes>(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mu
             }
         }
     });
+    groups
 }
 
-/// [`lanes_rows`] for Q4_K (the AVX-512 table's kernel takes its last eight rows here).
+/// [`super::KQuantGemm8`] for an eight-row [`Lanes`] type (every row is in a group).
+fn gemm_8<L: Lanes>(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+    let done = lanes_rows::<L>(n, w, row_bytes, a, out);
+    let n_tok = a.len() / (n / QK_K * Q8_K_BYTES).max(1);
+    assert!(
+        n_tok == 0 || done * n_tok == out.len(),
+        "k-quant lanes: rows are not groups of {}",
+        L::ROWS
+    );
+}
+
+/// The eight-row kernel for Q4_K (the AVX-512 table's takes its last eight rows here).
 pub(super) fn q4_k_lanes_rows8(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
-    lanes_rows::<Q4K>(n, w, row_bytes, a, out);
+    gemm_8::<Q4K>(n, w, row_bytes, a, out);
 }
 
-/// [`lanes_rows`] for Q6_K (as [`q4_k_lanes_rows8`]).
+/// The eight-row kernel for Q6_K (as [`q4_k_lanes_rows8`]).
 pub(super) fn q6_k_lanes_rows8(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
-    lanes_rows::<Q6K>(n, w, row_bytes, a, out);
+    gemm_8::<Q6K>(n, w, row_bytes, a, out);
 }
 
 /// Q6_K's packing of eight rows' super-block (the AVX-512 kernel packs its sixteen rows with it).
@@ -914,39 +951,41 @@ pub(super) fn q6_k_lanes_rows8(n: usize, w: &[u8], row_bytes: usize, a: &[u8], o
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn q6_k_pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
     // SAFETY: as the caller vouches.
-    unsafe { Q6K::pack8(wb, row_bytes, pk) }
+    unsafe { Q6K::pack(wb, row_bytes, pk) }
 }
 
-/// Eight rows of `L` (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()`
+/// `L::ROWS` rows of `L` (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()`
 /// tokens (their Q8_K rows at `a`, `arb` bytes apart, and their [`q8_k_min_pairs`] at `pairs`,
 /// `L::PAIRS · nb` apart): `acc[t]` lane `i` = the spec's dot of row `i` and token `t`.
 ///
 /// # Safety
-/// The CPU has AVX2/FMA/F16C; the eight rows of `nb` blocks are readable; `a` holds `acc.len()`
+/// The CPU has the type's features; the rows of `nb` blocks are readable; `a` holds `acc.len()`
 /// rows of `nb` Q8_K blocks at stride `arb`, and `pairs` `L::PAIRS · nb` values per token.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn lanes8<L: Lanes>(
+unsafe fn lanes_group<L: Lanes>(
     nb: usize,
     w0: *const u8,
     row_bytes: usize,
     a: *const u8,
     arb: usize,
     pairs: *const i32,
-    acc: &mut [__m256],
+    acc: &mut [L::Acc],
 ) {
     let n_tok = acc.len();
-    acc.fill(_mm256_setzero_ps());
-    let mut pk = [_mm256_setzero_si256(); PACKED_VECS];
+    // SAFETY: all-zero bits are valid SIMD vectors.
+    acc.fill(unsafe { std::mem::zeroed() });
+    // SAFETY: as above.
+    let mut pk: [L::Vec; PACKED_VECS] = unsafe { std::mem::zeroed() };
     let acc = acc.as_mut_ptr();
     let ps = L::PAIRS * nb;
-    // SAFETY: per the contract, every block b < nb of the eight rows, every Q8_K block b of a
-    // token t < n_tok and its pairs are readable; `acc` holds n_tok vectors.
+    // SAFETY: per the contract, every block b < nb of the rows, every Q8_K block b of a token
+    // t < n_tok and its pairs are readable; `acc` holds n_tok accumulators.
     unsafe {
         for b in 0..nb {
             let wb = w0.add(b * L::BYTES);
             // The same rows' next super-block (a prefetch never faults; `wrapping_add` keeps
             // the address arithmetic defined past the last block).
-            for i in 0..8 {
+            for i in 0..L::ROWS {
                 let p = wb.wrapping_add(i * row_bytes + L::BYTES);
                 let mut off = 0;
                 while off < L::BYTES {
@@ -955,23 +994,24 @@ unsafe fn lanes8<L: Lanes>(
                 }
                 _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(L::BYTES - 1).cast());
             }
-            L::pack8(wb, row_bytes, &mut pk);
+            L::pack(wb, row_bytes, &mut pk);
             let ab = a.add(b * Q8_K_BYTES);
             let pb = pairs.add(L::PAIRS * b);
-            let tile_args = |t: usize| (ab.add(t * arb), pb.add(t * ps), acc.add(t));
             let mut t = 0;
-            while t + LANES_TOKENS <= n_tok {
-                let (at, pt, ot) = tile_args(t);
-                L::tile::<LANES_TOKENS>(&pk, at, arb, pt, ps, ot);
-                t += LANES_TOKENS;
+            macro_rules! tiles {
+                ($($n:literal)*) => {
+                    loop {
+                        match (n_tok - t).min(L::TILE) {
+                            $($n => {
+                                L::tile::<$n>(&pk, ab.add(t * arb), arb, pb.add(t * ps), ps, acc.add(t));
+                                t += $n;
+                            })*
+                            _ => break,
+                        }
+                    }
+                };
             }
-            let (at, pt, ot) = tile_args(t);
-            match n_tok - t {
-                3 => L::tile::<3>(&pk, at, arb, pt, ps, ot),
-                2 => L::tile::<2>(&pk, at, arb, pt, ps, ot),
-                1 => L::tile::<1>(&pk, at, arb, pt, ps, ot),
-                _ => {}
-            }
+            tiles!(1 2 3 4 5 6 7 8);
         }
     }
 }
@@ -993,12 +1033,20 @@ pub(super) const PK_DMIN: usize = 77;
 macro_rules! k4_lanes {
     ($t:ty, $bytes:expr, $q5:expr) => {
         impl Lanes for $t {
+            type Vec = __m256i;
+            type Acc = __m256;
+            const ROWS: usize = 8;
+            const TILE: usize = LANES_TOKENS;
             const BYTES: usize = $bytes;
             const PAIRS: usize = 4;
 
+            fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m256>>> {
+                &LANES_ACC
+            }
+
             #[inline]
             #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+            unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
                 // SAFETY: as the trait requires.
                 unsafe { k4_pack8::<$q5>(wb, row_bytes, pk) }
             }
@@ -1216,8 +1264,16 @@ pub(super) const Q6_PK_OFFSETS: usize = 80;
 pub(super) const Q6_PK_D: usize = 88;
 
 impl Lanes for Q6K {
+    type Vec = __m256i;
+    type Acc = __m256;
+    const ROWS: usize = 8;
+    const TILE: usize = LANES_TOKENS;
     const BYTES: usize = 210;
     const PAIRS: usize = 0;
+
+    fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m256>>> {
+        &LANES_ACC
+    }
 
     /// Element `128h + 32s + l` (group `4h + s`) has its low 4 bits in nibble `s / 2` of
     /// `ql[64h + 32 (s % 2) + l]` and its high 2 bits at bits `2s..` of `qh[32h + l]` (see the
@@ -1225,7 +1281,7 @@ impl Lanes for Q6K {
     /// `qh[32h..]`, transposed, give chunks `4u..4u + 4` of all four groups `4h..4h + 4`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
         let m4 = _mm256_set1_epi8(0x0f);
         let m2 = _mm256_set1_epi8(0x30);
         // SAFETY: per the contract: ql is bytes 0..128 of each block, qh 128..192, the scales

@@ -27,14 +27,14 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::kquant_avx2::{
-    k4_pack8, q4_k_lanes_rows8, q6_k_lanes_rows8, q6_k_pack8, q8_k_min_pairs, LANES_CHUNK,
+    k4_pack8, lanes_rows as k_lanes_rows, q4_k_lanes_rows8, q6_k_lanes_rows8, q6_k_pack8, Lanes,
     PACKED_VECS, PK_D, PK_DMIN, PK_MINS, PK_SCALES, Q6_PK_D, Q6_PK_OFFSETS, Q6_PK_SCALES,
 };
 use super::x86_avx2::{
     lanes_rows, prefetch_rows_ahead, q4_0_rows_with, q8_0_rows_with, scales8, transpose8x4,
     LaneFormat,
 };
-use super::{check_tokens, row_span, Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES, Q8_K_BYTES, QK_K};
+use super::{Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES, Q8_K_BYTES, QK_K};
 
 /// The AVX-512 table, if this CPU has AVX-512 F/BW/VNNI (and AVX2/FMA/F16C): the AVX2 table
 /// with the many-token Q4_0, Q8_0, Q4_K and Q6_K kernels replaced.
@@ -49,8 +49,10 @@ pub(super) fn kernels() -> Option<Kernels> {
     k.isa = Isa::Avx512;
     k.q4_0.rows = |n, w, rb, a, y| q4_0_rows_with(lanes_rows::<Q4>, Q4::MIN_TOKENS, n, w, rb, a, y);
     k.q8_0.rows = |n, w, rb, a, y| q8_0_rows_with(lanes_rows::<Q8>, Q8::MIN_TOKENS, n, w, rb, a, y);
-    k.k_quants.q4_k.gemm_8 = Some(k_rows16::<Q4K>);
-    k.k_quants.q6_k.gemm_8 = Some(k_rows16::<Q6K>);
+    k.k_quants.q4_k.gemm_8 =
+        Some(|n, w, rb, a, y| k_rows16::<Q4K>(q4_k_lanes_rows8, n, w, rb, a, y));
+    k.k_quants.q6_k.gemm_8 =
+        Some(|n, w, rb, a, y| k_rows16::<Q6K>(q6_k_lanes_rows8, n, w, rb, a, y));
     Some(k)
 }
 
@@ -298,66 +300,81 @@ unsafe fn tile<F: Vnni, const T: usize>(
 // K-quant prompt / batch (Q4_K, Q6_K): sixteen rows in lanes
 // ---------------------------------------------------------------------------------------------
 
-/// A K-quant type with a sixteen-row VNNI kernel: its AVX2 eight-row packing, used twice, and
-/// a tile over the joined vectors.
-trait KLanes16 {
-    /// Bytes per weight block.
-    const BYTES: usize;
-    /// Whether the tile reads the activation's min pairs (`q8_k_min_pairs`).
-    const PAIRS: bool;
-    /// The packed vectors the tile reads (`[..VECS]` of the AVX2 layout).
-    const VECS: usize;
-    /// The AVX2 eight-row kernel, for a last group of eight rows.
-    const ROWS8: super::KQuantGemm8;
-    /// Packs eight rows' super-block as the AVX2 kernel does.
-    ///
-    /// # Safety
-    /// The CPU has AVX2/FMA/F16C; the eight blocks at `wb + i·row_bytes` are readable.
-    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]);
-    /// Turns the joined AVX2 layout's scale vectors (an `i16` in both halves of each lane) into
-    /// one `i32` a lane.
-    ///
-    /// # Safety
-    /// The CPU has the features of [`kernels`].
-    unsafe fn widen_scales(pk: &mut [__m512i; PACKED_VECS]);
-    /// One packed super-block of sixteen rows against `T` tokens: `acc[t] += …` as the spec.
-    ///
-    /// # Safety
-    /// As [`q4_k_tile16`].
-    unsafe fn tile<const T: usize>(
-        pk: &[__m512i; PACKED_VECS],
-        ab: *const u8,
-        arb: usize,
-        pairs: *const i32,
-        pstride: usize,
-        acc: *mut __m512,
-    );
+thread_local! {
+    /// Each thread's f32 accumulators for the sixteen-row K-quant kernels, one vector a token.
+    static K_ACC: RefCell<Vec<__m512>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Q4_K: the AVX2 Q4_K packing (no Q5 bits); scales are 6-bit, so the low `i16` is the `i32`.
+/// Sixteen rows of a K-quant super-block from the AVX2 kernel's eight-row packing, used twice
+/// and joined: `VECS` vectors, of which `SCALES` (from `SCALES0`) have their scale in both `i16`
+/// halves of each lane and become one `i32` a lane (`SIGNED`: sign-extended).
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; the sixteen blocks at `wb + i·row_bytes` are readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn k_pack16<
+    const VECS: usize,
+    const SCALES0: usize,
+    const SCALES: usize,
+    const SIGNED: bool,
+>(
+    pack8: unsafe fn(*const u8, usize, &mut [__m256i; PACKED_VECS]),
+    wb: *const u8,
+    row_bytes: usize,
+    pk: &mut [__m512i; PACKED_VECS],
+) {
+    let mut lo = [_mm256_setzero_si256(); PACKED_VECS];
+    let mut hi = [_mm256_setzero_si256(); PACKED_VECS];
+    // SAFETY: per the contract.
+    unsafe {
+        pack8(wb, row_bytes, &mut lo);
+        pack8(wb.add(8 * row_bytes), row_bytes, &mut hi);
+    }
+    for v in 0..VECS {
+        pk[v] = join(lo[v], hi[v]);
+    }
+    for v in &mut pk[SCALES0..SCALES0 + SCALES] {
+        *v = if SIGNED {
+            _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(*v))
+        } else {
+            _mm512_and_si512(*v, _mm512_set1_epi32(0xffff))
+        };
+    }
+}
+
+/// Q4_K, sixteen rows: the AVX2 Q4_K packing (no Q5 bits); scales are 6-bit, so the low `i16`
+/// is the `i32`.
 struct Q4K;
-/// Q6_K: the AVX2 Q6_K packing (quants plus 32, 0..63; `32·sc` pairs for the offset); scales
-/// are `i8`, sign-extended.
+/// Q6_K, sixteen rows: the AVX2 Q6_K packing (quants plus 32, 0..63; `32·sc` pairs for the
+/// offset); scales are `i8`, sign-extended.
 struct Q6K;
 
-impl KLanes16 for Q4K {
-    const BYTES: usize = 144;
-    const PAIRS: bool = true;
-    const VECS: usize = PK_DMIN + 1;
-    const ROWS8: super::KQuantGemm8 = q4_k_lanes_rows8;
+/// The parts of a sixteen-row [`Lanes`] impl that do not depend on the type.
+macro_rules! k_lanes16_common {
+    () => {
+        type Vec = __m512i;
+        type Acc = __m512;
+        const ROWS: usize = 16;
+        const TILE: usize = TILE;
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
-        // SAFETY: as the trait requires.
-        unsafe { k4_pack8::<false>(wb, row_bytes, pk) }
-    }
+        fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m512>>> {
+            &K_ACC
+        }
+    };
+}
+
+impl Lanes for Q4K {
+    k_lanes16_common!();
+    const BYTES: usize = 144;
+    const PAIRS: usize = 4;
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn widen_scales(pk: &mut [__m512i; PACKED_VECS]) {
-        for v in &mut pk[PK_SCALES..PK_SCALES + 8] {
-            *v = _mm512_and_si512(*v, _mm512_set1_epi32(0xffff));
+    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
+        // SAFETY: as the trait requires.
+        unsafe {
+            k_pack16::<{ PK_DMIN + 1 }, PK_SCALES, 8, false>(k4_pack8::<false>, wb, row_bytes, pk)
         }
     }
 
@@ -376,24 +393,17 @@ impl KLanes16 for Q4K {
     }
 }
 
-impl KLanes16 for Q6K {
+impl Lanes for Q6K {
+    k_lanes16_common!();
     const BYTES: usize = 210;
-    const PAIRS: bool = false;
-    const VECS: usize = Q6_PK_D + 1;
-    const ROWS8: super::KQuantGemm8 = q6_k_lanes_rows8;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
-        // SAFETY: as the trait requires.
-        unsafe { q6_k_pack8(wb, row_bytes, pk) }
-    }
+    const PAIRS: usize = 0;
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn widen_scales(pk: &mut [__m512i; PACKED_VECS]) {
-        for v in &mut pk[Q6_PK_SCALES..Q6_PK_SCALES + 16] {
-            *v = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(*v));
+    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
+        // SAFETY: as the trait requires.
+        unsafe {
+            k_pack16::<{ Q6_PK_D + 1 }, Q6_PK_SCALES, 16, true>(q6_k_pack8, wb, row_bytes, pk)
         }
     }
 
@@ -412,149 +422,26 @@ impl KLanes16 for Q6K {
     }
 }
 
-thread_local! {
-    /// Each thread's f32 accumulators for [`k_rows16`], one vector (sixteen rows) a token.
-    static K_ACC: RefCell<Vec<__m512>> = const { RefCell::new(Vec::new()) };
-}
-
-/// [`super::KQuantGemm8`] for a [`KLanes16`] type: groups of sixteen rows here, a last group of
-/// eight by the AVX2 kernel. For each chunk of up to `LANES_CHUNK` tokens, each group runs
-/// super-block by super-block: the sixteen rows' block is packed once ([`k_lanes16`]) and read
-/// by every tile of [`TILE`] tokens, the outputs accumulating in super-block order, as the spec.
-fn k_rows16<K: KLanes16>(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
-    assert_eq!(n % QK_K, 0, "q4_k lanes16: {n} is not whole super-blocks");
-    let nb = n / QK_K;
-    let arb = nb * Q8_K_BYTES;
-    let n_tok = check_tokens(a.len(), arb, out.len());
-    if n_tok == 0 {
-        return;
-    }
-    let n_rows = out.len() / n_tok;
-    assert_eq!(
-        n_rows % 8,
-        0,
-        "q4_k lanes16: {n_rows} rows are not groups of 8"
-    );
-    row_span(n, QK_K, K::BYTES, w.len(), row_bytes, n_rows);
-    let r16 = n_rows / 16 * 16;
-    if r16 > 0 {
-        let pairs = if K::PAIRS {
-            q8_k_min_pairs(a, n_tok, nb)
-        } else {
-            Vec::new()
-        };
-        let ps = if K::PAIRS { 4 * nb } else { 0 };
-        K_ACC.with_borrow_mut(|acc| {
-            if acc.len() < LANES_CHUNK {
-                // SAFETY: all-zero bits are a valid __m512.
-                acc.resize(LANES_CHUNK, unsafe { std::mem::zeroed() });
-            }
-            for t0 in (0..n_tok).step_by(LANES_CHUNK) {
-                let m = LANES_CHUNK.min(n_tok - t0);
-                for r0 in (0..r16).step_by(16) {
-                    // SAFETY: reachable only through `kernels()` (every feature checked); rows
-                    // r0..r0 + 16 of nb blocks lie in `w` (row_span above), tokens t0..t0 + m
-                    // have nb Q8_K blocks in `a` (check_tokens) and `ps` pairs each (none read
-                    // without pairs: every offset into `pairs` is then 0), and `acc` holds
-                    // LANES_CHUNK ≥ m vectors.
-                    unsafe {
-                        k_lanes16::<K>(
-                            nb,
-                            w.as_ptr().add(r0 * row_bytes),
-                            row_bytes,
-                            a.as_ptr().add(t0 * arb),
-                            arb,
-                            pairs.as_ptr().add(t0 * ps),
-                            &mut acc[..m],
-                        )
-                    };
-                    for (j, v) in acc[..m].iter().enumerate() {
-                        // SAFETY: a __m512 is sixteen f32.
-                        let o = unsafe { std::mem::transmute::<__m512, [f32; 16]>(*v) };
-                        for (i, x) in o.iter().enumerate() {
-                            out[(r0 + i) * n_tok + t0 + j] = *x;
-                        }
-                    }
-                }
-            }
-        });
-    }
-    if r16 < n_rows {
-        (K::ROWS8)(
+/// [`super::KQuantGemm8`] for a sixteen-row type: its groups of sixteen rows, then a last group
+/// of eight (if any) by the AVX2 kernel `rows8`.
+fn k_rows16<L: Lanes>(
+    rows8: super::KQuantGemm8,
+    n: usize,
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    out: &mut [f32],
+) {
+    let done = k_lanes_rows::<L>(n, w, row_bytes, a, out);
+    let n_tok = a.len() / (n / QK_K * Q8_K_BYTES).max(1);
+    if n_tok > 0 && done * n_tok < out.len() {
+        rows8(
             n,
-            &w[r16 * row_bytes..],
+            &w[done * row_bytes..],
             row_bytes,
             a,
-            &mut out[r16 * n_tok..],
+            &mut out[done * n_tok..],
         );
-    }
-}
-
-/// Sixteen rows of `K` (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()`
-/// tokens (their Q8_K rows at `a`, `arb` apart, and their min pairs at `pairs`, `4·nb` apart):
-/// `acc[t]` lane `i` = the spec's dot of row `i` and token `t`.
-///
-/// # Safety
-/// The CPU has the features of [`kernels`]; the sixteen rows of `nb` blocks are readable; `a`
-/// holds `acc.len()` rows of `nb` Q8_K blocks at stride `arb`, and `pairs` `4·nb` values a token
-/// where `K::PAIRS` (none read otherwise).
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-unsafe fn k_lanes16<K: KLanes16>(
-    nb: usize,
-    w0: *const u8,
-    row_bytes: usize,
-    a: *const u8,
-    arb: usize,
-    pairs: *const i32,
-    acc: &mut [__m512],
-) {
-    let ps = if K::PAIRS { 4 * nb } else { 0 };
-    let n_tok = acc.len();
-    acc.fill(_mm512_setzero_ps());
-    let mut lo = [_mm256_setzero_si256(); PACKED_VECS];
-    let mut hi = [_mm256_setzero_si256(); PACKED_VECS];
-    let mut pk = [_mm512_setzero_si512(); PACKED_VECS];
-    let acc = acc.as_mut_ptr();
-    let pstep = if K::PAIRS { 4 } else { 0 };
-    // SAFETY: per the contract, every block b < nb of the sixteen rows, every Q8_K block b of a
-    // token t < n_tok and its pairs are readable; `acc` holds n_tok vectors.
-    unsafe {
-        for b in 0..nb {
-            let wb = w0.add(b * K::BYTES);
-            for i in 0..16 {
-                // The same rows' next super-block (a prefetch never faults).
-                let p = wb.wrapping_add(i * row_bytes + K::BYTES);
-                let mut off = 0;
-                while off < K::BYTES {
-                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast());
-                    off += 64;
-                }
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(K::BYTES - 1).cast());
-            }
-            K::pack8(wb, row_bytes, &mut lo);
-            K::pack8(wb.add(8 * row_bytes), row_bytes, &mut hi);
-            for v in 0..K::VECS {
-                pk[v] = join(lo[v], hi[v]);
-            }
-            K::widen_scales(&mut pk);
-            let ab = a.add(b * Q8_K_BYTES);
-            let pb = pairs.add(pstep * b);
-            let mut t = 0;
-            macro_rules! tiles {
-                ($($n:literal)*) => {
-                    loop {
-                        match (n_tok - t).min(TILE) {
-                            $($n => {
-                                K::tile::<$n>(&pk, ab.add(t * arb), arb, pb.add(t * ps), ps, acc.add(t));
-                                t += $n;
-                            })*
-                            _ => break,
-                        }
-                    }
-                };
-            }
-            tiles!(1 2 3 4 5 6 7 8);
-        }
     }
 }
 
