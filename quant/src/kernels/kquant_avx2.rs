@@ -939,6 +939,11 @@ pub(super) fn q4_k_lanes_rows8(n: usize, w: &[u8], row_bytes: usize, a: &[u8], o
     gemm_8::<Q4K>(n, w, row_bytes, a, out);
 }
 
+/// The eight-row kernel for Q5_K (as [`q4_k_lanes_rows8`]).
+pub(super) fn q5_k_lanes_rows8(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+    gemm_8::<Q5K>(n, w, row_bytes, a, out);
+}
+
 /// The eight-row kernel for Q6_K (as [`q4_k_lanes_rows8`]).
 pub(super) fn q6_k_lanes_rows8(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
     gemm_8::<Q6K>(n, w, row_bytes, a, out);

@@ -1,5 +1,5 @@
 //! x86-64 kernels for AVX-512 with VNNI (AVX-512 F, BW and VNNI, on top of AVX2/FMA/F16C):
-//! the many-token Q4_0, Q8_0, Q4_K and Q6_K kernels. Everything else in the table (decode, the
+//! the many-token Q4_0, Q8_0, Q4_K, Q5_K and Q6_K kernels. Everything else in the table (decode, the
 //! other types, float weights) is the AVX2 kernels'.
 //! Every function gives the same bits as its scalar spec (see the module docs of [`super`]).
 //!
@@ -16,9 +16,9 @@
 //! - **Q8_0**: the packed quants are the signed bytes `q` as they are, against the activation
 //!   bytes plus 128 (unsigned, made once per call): `Σ q·(a + 128) − 128·Σq`, the correction from
 //!   the weights, made when they are packed.
-//! - **Q4_K, Q6_K** (prompts): sixteen rows of a super-block packed as the AVX2 kernels pack
+//! - **Q4_K, Q5_K, Q6_K** (prompts): sixteen rows of a super-block packed as the AVX2 kernels pack
 //!   eight (twice, joined); per sub-block the `vpdpbusd` sums are multiplied by the rows' scales
-//!   (`vpmulld`) into the super-block's `isum`; the mins (Q4_K) and offsets (Q6_K) terms are the
+//!   (`vpmulld`) into the super-block's `isum`; the mins (Q4_K, Q5_K) and offsets (Q6_K) terms are the
 //!   AVX2 kernels' `madd`s.
 //!
 //! [`kernels`] returns a table only when the CPU has every feature used here.
@@ -27,8 +27,9 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::kquant_avx2::{
-    k4_pack8, lanes_rows as k_lanes_rows, q4_k_lanes_rows8, q6_k_lanes_rows8, q6_k_pack8, Lanes,
-    PACKED_VECS, PK_D, PK_DMIN, PK_MINS, PK_SCALES, Q6_PK_D, Q6_PK_OFFSETS, Q6_PK_SCALES,
+    k4_pack8, lanes_rows as k_lanes_rows, q4_k_lanes_rows8, q5_k_lanes_rows8, q6_k_lanes_rows8,
+    q6_k_pack8, Lanes, PACKED_VECS, PK_D, PK_DMIN, PK_MINS, PK_SCALES, Q6_PK_D, Q6_PK_OFFSETS,
+    Q6_PK_SCALES,
 };
 use super::x86_avx2::{
     lanes_rows, prefetch_rows_ahead, q4_0_rows_with, q8_0_rows_with, scales8, transpose8x4,
@@ -37,7 +38,7 @@ use super::x86_avx2::{
 use super::{Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES, Q8_K_BYTES, QK_K};
 
 /// The AVX-512 table, if this CPU has AVX-512 F/BW/VNNI (and AVX2/FMA/F16C): the AVX2 table
-/// with the many-token Q4_0, Q8_0, Q4_K and Q6_K kernels replaced.
+/// with the many-token Q4_0, Q8_0, Q4_K, Q5_K and Q6_K kernels replaced.
 pub(super) fn kernels() -> Option<Kernels> {
     let ok = is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
@@ -51,6 +52,8 @@ pub(super) fn kernels() -> Option<Kernels> {
     k.q8_0.rows = |n, w, rb, a, y| q8_0_rows_with(lanes_rows::<Q8>, Q8::MIN_TOKENS, n, w, rb, a, y);
     k.k_quants.q4_k.gemm_8 =
         Some(|n, w, rb, a, y| k_rows16::<Q4K>(q4_k_lanes_rows8, n, w, rb, a, y));
+    k.k_quants.q5_k.gemm_8 =
+        Some(|n, w, rb, a, y| k_rows16::<Q5K>(q5_k_lanes_rows8, n, w, rb, a, y));
     k.k_quants.q6_k.gemm_8 =
         Some(|n, w, rb, a, y| k_rows16::<Q6K>(q6_k_lanes_rows8, n, w, rb, a, y));
     Some(k)
@@ -346,6 +349,9 @@ unsafe fn k_pack16<
 /// Q4_K, sixteen rows: the AVX2 Q4_K packing (no Q5 bits); scales are 6-bit, so the low `i16`
 /// is the `i32`.
 struct Q4K;
+/// Q5_K, sixteen rows: the AVX2 Q5_K packing (quants 0..31 with the fifth bit); otherwise as
+/// Q4_K (`vpdpbusd` takes any unsigned byte), so it shares Q4_K's tile.
+struct Q5K;
 /// Q6_K, sixteen rows: the AVX2 Q6_K packing (quants plus 32, 0..63; `32·sc` pairs for the
 /// offset); scales are `i8`, sign-extended.
 struct Q6K;
@@ -364,34 +370,47 @@ macro_rules! k_lanes16_common {
     };
 }
 
-impl Lanes for Q4K {
-    k_lanes16_common!();
-    const BYTES: usize = 144;
-    const PAIRS: usize = 4;
+/// The [`Lanes`] impl of Q4_K (`$q5` false) or Q5_K (true): the AVX2 packing and Q4_K's tile.
+macro_rules! k4_lanes16 {
+    ($t:ty, $bytes:expr, $q5:expr) => {
+        impl Lanes for $t {
+            k_lanes16_common!();
+            const BYTES: usize = $bytes;
+            const PAIRS: usize = 4;
 
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
-        // SAFETY: as the trait requires.
-        unsafe {
-            k_pack16::<{ PK_DMIN + 1 }, PK_SCALES, 8, false>(k4_pack8::<false>, wb, row_bytes, pk)
+            #[inline]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+            unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
+                // SAFETY: as the trait requires.
+                unsafe {
+                    k_pack16::<{ PK_DMIN + 1 }, PK_SCALES, 8, false>(
+                        k4_pack8::<$q5>,
+                        wb,
+                        row_bytes,
+                        pk,
+                    )
+                }
+            }
+
+            #[inline]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+            unsafe fn tile<const T: usize>(
+                pk: &[__m512i; PACKED_VECS],
+                ab: *const u8,
+                arb: usize,
+                pairs: *const i32,
+                pstride: usize,
+                acc: *mut __m512,
+            ) {
+                // SAFETY: as the trait requires.
+                unsafe { q4_k_tile16::<T>(pk, ab, arb, pairs, pstride, acc) }
+            }
         }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn tile<const T: usize>(
-        pk: &[__m512i; PACKED_VECS],
-        ab: *const u8,
-        arb: usize,
-        pairs: *const i32,
-        pstride: usize,
-        acc: *mut __m512,
-    ) {
-        // SAFETY: as the trait requires.
-        unsafe { q4_k_tile16::<T>(pk, ab, arb, pairs, pstride, acc) }
-    }
+    };
 }
+
+k4_lanes16!(Q4K, 144, false);
+k4_lanes16!(Q5K, 176, true);
 
 impl Lanes for Q6K {
     k_lanes16_common!();
