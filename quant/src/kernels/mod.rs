@@ -13,12 +13,14 @@
 //! | `Avx2` | `x86_avx2.rs` | x86-64 with AVX2 + FMA + F16C |
 //! | `Avx512` | `x86_avx512.rs` | AVX-512 F/BW/VNNI: the AVX2 table with VNNI many-token Q4_0 / Q8_0 kernels |
 //!
-//! On AVX2, prompts and batches (two or more tokens; five for Q4_K) take *lane* kernels for
-//! Q4_0, Q8_0 and Q4_K: eight weight rows are packed once per call (per super-block for Q4_K)
-//! so that row `i` sits in 32-bit lane `i` of every vector, and each group of four activation
-//! bytes, broadcast to all lanes, meets all eight rows in one `maddubs`. A block's products then
-//! sum in `i16` lanes with no horizontal adds, and a tile of four tokens shares each packed
-//! vector. Decode (one token) keeps the row-at-a-time kernels, which stream the weights once.
+//! On AVX2, prompts and batches (from 2 to 6 tokens a matrix, by type) take *lane* kernels for
+//! Q4_0, Q8_0, Q4_K, Q5_K and Q6_K: eight weight rows are packed once per call (per super-block
+//! for the K-quants) so that row `i` sits in 32-bit lane `i` of every vector, and each group of
+//! four activation bytes, broadcast to all lanes, meets all eight rows in one `maddubs`. A
+//! block's products then sum in `i16` lanes with no horizontal adds, and a tile of four tokens
+//! shares each packed vector. The AVX-512 table (`x86_avx512.rs`) does the same sixteen rows a
+//! vector with `vpdpbusd`. Decode (one token) keeps the row-at-a-time kernels, which stream the
+//! weights once.
 //!
 //! The K-quant kernels live beside them: `kquant_scalar.rs` (the spec), `kquant_portable.rs`,
 //! `kquant_avx2.rs` (Q4_K, Q5_K, Q6_K; Q2_K and Q3_K use the portable kernels there).
