@@ -3,7 +3,7 @@
 //! chunk's first token is replaced by BOS; with `first = n_ctx / 2`, tokens `first+1 ..= n_ctx-1` are
 //! scored from the logits one position earlier; ppl = exp(mean NLL over every scored token).
 
-use crate::model::{BatchToken, CacheType, KvCache, Mixtral, Scratch};
+use crate::model::{BatchToken, CacheType, Hook, KvCache, Mixtral, Scratch};
 use crate::{Error, Result};
 
 /// The result, with the running perplexity after each chunk.
@@ -34,6 +34,19 @@ pub fn perplexity(
     tokens: &[u32],
     bos: u32,
     p: PerplexityParams,
+    on_chunk: impl FnMut(usize, f64),
+) -> Result<Perplexity> {
+    perplexity_observed(model, tokens, bos, p, &mut Hook::none(), on_chunk)
+}
+
+/// [`perplexity`] with every matmul input of every chunk reported to `hook` (what
+/// `llama-imatrix` runs: the same chunks, every token of each observed).
+pub fn perplexity_observed(
+    model: &Mixtral,
+    tokens: &[u32],
+    bos: u32,
+    p: PerplexityParams,
+    hook: &mut Hook,
     mut on_chunk: impl FnMut(usize, f64),
 ) -> Result<Perplexity> {
     let PerplexityParams {
@@ -44,7 +57,7 @@ pub fn perplexity(
     } = p;
     if n_ctx < 4 {
         return Err(Error::Model {
-            what: format!("perplexity needs a context of at least 4 tokens, got {n_ctx}"),
+            what: format!("a context of at least 4 tokens is needed, got {n_ctx}"),
         });
     }
     let mut n_chunks = tokens.len() / n_ctx;
@@ -79,7 +92,7 @@ pub fn perplexity(
                 seq: 0,
                 logits: pos >= first && pos + 1 < n_ctx,
             }));
-            model.forward(&batch, &mut kv, &mut s)?;
+            model.forward_observed(&batch, &mut kv, &mut s, hook)?;
             let mut row = 0;
             for tok in &batch {
                 if tok.logits {

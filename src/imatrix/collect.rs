@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::{Imatrix, ImatrixEntry};
-use crate::model::{BatchToken, CacheType, Hook, KvCache, MatmulInput, Mixtral, Scratch, Site};
-use crate::{Error, Result};
+use crate::model::{CacheType, Hook, MatmulInput, Mixtral, Site};
+use crate::perplexity::{perplexity_observed, PerplexityParams};
+use crate::Result;
 
 /// Running sums for one weight (f64 while collecting; the file holds f32).
 #[derive(Clone, Debug)]
@@ -124,70 +125,34 @@ pub struct ImatrixRun {
 
 /// Runs `tokens` (the whole text, tokenized with BOS) through the model as llama-imatrix does:
 /// non-overlapping chunks of `n_ctx` tokens, each chunk's first token replaced by BOS, every token
-/// of every chunk observed. `on_chunk(i, running_ppl)` is called after each chunk.
+/// of every chunk observed (the perplexity run, [`perplexity_observed`], with a hook).
+/// `on_chunk(i, running_ppl)` is called after each chunk.
 pub fn collect(
     model: &Mixtral,
     tokens: &[u32],
     bos: u32,
     p: ImatrixParams,
-    mut on_chunk: impl FnMut(usize, f64),
+    on_chunk: impl FnMut(usize, f64),
 ) -> Result<ImatrixRun> {
-    let n_ctx = p.n_ctx;
-    if n_ctx < 4 {
-        return Err(Error::Model {
-            what: format!("imatrix needs a context of at least 4 tokens, got {n_ctx}"),
-        });
-    }
-    let mut n_chunks = tokens.len() / n_ctx;
-    if p.max_chunks > 0 {
-        n_chunks = n_chunks.min(p.max_chunks);
-    }
-    if n_chunks == 0 {
-        return Err(Error::Model {
-            what: format!(
-                "the text has {} tokens, fewer than one chunk of {n_ctx}: use a longer text or a smaller --ctx",
-                tokens.len()
-            ),
-        });
-    }
-    let cfg = &model.cfg;
-    let n_batch = p.n_batch.clamp(1, n_ctx);
-    let mut kv = KvCache::new(p.cache, 1, cfg.n_layer, n_ctx, cfg.kv_dim());
-    let mut s = Scratch::new(cfg, n_batch, n_ctx);
-    let mut collector = ImatrixCollector::new(cfg.n_expert, p.process_output);
-    let first = n_ctx / 2;
-    let (mut nll, mut count) = (0.0f64, 0usize);
-    let mut batch = Vec::with_capacity(n_batch);
-    for c in 0..n_chunks {
-        let chunk = &tokens[c * n_ctx..(c + 1) * n_ctx];
-        for start in (0..n_ctx).step_by(n_batch) {
-            let end = (start + n_batch).min(n_ctx);
-            batch.clear();
-            batch.extend((start..end).map(|pos| BatchToken {
-                id: if pos == 0 { bos } else { chunk[pos] },
-                pos,
-                seq: 0,
-                logits: pos >= first && pos + 1 < n_ctx,
-            }));
-            let mut observe = |m: &MatmulInput| collector.observe(m);
-            model.forward_observed(&batch, &mut kv, &mut s, &mut Hook::new(&mut observe))?;
-            let mut row = 0;
-            for tok in &batch {
-                if tok.logits {
-                    nll += crate::perplexity::nll_of(
-                        s.logits_row(row, cfg.n_vocab),
-                        chunk[tok.pos + 1],
-                    );
-                    count += 1;
-                    row += 1;
-                }
-            }
-        }
-        on_chunk(c, (nll / count.max(1) as f64).exp());
-    }
+    let mut collector = ImatrixCollector::new(model.cfg.n_expert, p.process_output);
+    let mut observe = |m: &MatmulInput| collector.observe(m);
+    let params = PerplexityParams {
+        n_ctx: p.n_ctx,
+        max_chunks: p.max_chunks,
+        n_batch: p.n_batch,
+        cache: p.cache,
+    };
+    let run = perplexity_observed(
+        model,
+        tokens,
+        bos,
+        params,
+        &mut Hook::new(&mut observe),
+        on_chunk,
+    )?;
     Ok(ImatrixRun {
         collector,
-        n_chunks,
-        ppl: (nll / count.max(1) as f64).exp(),
+        n_chunks: run.chunks.len(),
+        ppl: run.ppl,
     })
 }
