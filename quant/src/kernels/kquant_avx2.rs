@@ -823,6 +823,8 @@ pub(super) trait Lanes {
 }
 
 thread_local! {
+    /// Each thread's [`q8_k_min_pairs`] for [`lanes_rows`] (kept, so calls do not allocate).
+    static PAIRS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     /// Each thread's f32 accumulators for the AVX2 types' [`lanes_rows`], one vector (eight
     /// rows) a token.
     static LANES_ACC: RefCell<Vec<__m256>> = const { RefCell::new(Vec::new()) };
@@ -830,11 +832,11 @@ thread_local! {
 
 /// Per (token, super-block) of `n_tok` Q8_K rows of `nb` blocks: the 8 sub-block sums of the
 /// quants (`bsums[2j] + bsums[2j + 1]`, at most 32·128 in magnitude: exact in `i16`) as four
-/// pairs `A_2p | A_2p+1 << 16`, `[(t · nb + b) · 4 + p]`: what a `madd` with a row's min pair
+/// pairs `A_2p | A_2p+1 << 16` into `out` (cleared first), `[(t · nb + b) · 4 + p]`: what a `madd` with a row's min pair
 /// turns into `m_2p·A_2p + m_2p+1·A_2p+1`.
-pub(super) fn q8_k_min_pairs(a: &[u8], n_tok: usize, nb: usize) -> Vec<i32> {
+fn q8_k_min_pairs(a: &[u8], n_tok: usize, nb: usize, out: &mut Vec<i32>) {
     assert!(a.len() >= n_tok * nb * Q8_K_BYTES, "q8_k min pairs: rows");
-    let mut out = Vec::with_capacity(n_tok * nb * 4);
+    out.clear();
     for blk in a.chunks_exact(Q8_K_BYTES).take(n_tok * nb) {
         let bs = |i: usize| i16::from_le_bytes([blk[260 + 2 * i], blk[261 + 2 * i]]);
         for p in 0..4 {
@@ -843,7 +845,6 @@ pub(super) fn q8_k_min_pairs(a: &[u8], n_tok: usize, nb: usize) -> Vec<i32> {
             out.push(i32::from(lo as u16) | i32::from(hi as u16) << 16);
         }
     }
-    out
 }
 
 /// Rows in whole groups of `L::ROWS` of the K-quant matrix `w` (`nb` blocks a row at stride
@@ -879,46 +880,47 @@ pub(super) fn lanes_rows<L: Lanes>(
     if groups == 0 {
         return 0;
     }
-    let pairs = if L::PAIRS > 0 {
-        assert_eq!(L::PAIRS, 4, "k-quant lanes: min pairs are four a block");
-        q8_k_min_pairs(a, n_tok, nb)
-    } else {
-        Vec::new()
-    };
-    L::acc_scratch().with_borrow_mut(|acc| {
-        if acc.len() < LANES_CHUNK {
-            // SAFETY: all-zero bits are a valid SIMD vector.
-            acc.resize(LANES_CHUNK, unsafe { std::mem::zeroed() });
+    PAIRS.with_borrow_mut(|pairs| {
+        pairs.clear();
+        if L::PAIRS > 0 {
+            assert_eq!(L::PAIRS, 4, "k-quant lanes: min pairs are four a block");
+            q8_k_min_pairs(a, n_tok, nb, pairs);
         }
-        for t0 in (0..n_tok).step_by(LANES_CHUNK) {
-            let m = LANES_CHUNK.min(n_tok - t0);
-            for r0 in (0..groups).step_by(L::ROWS) {
-                // SAFETY: the table's CPU check covers L; rows r0..r0 + ROWS of nb blocks lie in
-                // `w` (row_span above), tokens t0..t0 + m have nb Q8_K blocks in `a`
-                // (check_tokens) and PAIRS·nb pairs each (none read where PAIRS is 0: every
-                // offset into `pairs` is then 0), and `acc` holds LANES_CHUNK ≥ m accumulators.
-                unsafe {
-                    lanes_group::<L>(
-                        nb,
-                        w.as_ptr().add(r0 * row_bytes),
-                        row_bytes,
-                        a.as_ptr().add(t0 * arb),
-                        arb,
-                        pairs.as_ptr().add(t0 * nb * L::PAIRS),
-                        &mut acc[..m],
-                    )
-                };
-                for (j, v) in acc[..m].iter().enumerate() {
-                    // SAFETY: an accumulator is ROWS f32 (asserted above).
-                    let o = unsafe {
-                        std::slice::from_raw_parts((v as *const L::Acc).cast::<f32>(), L::ROWS)
+        L::acc_scratch().with_borrow_mut(|acc| {
+            if acc.len() < LANES_CHUNK {
+                // SAFETY: all-zero bits are a valid SIMD vector.
+                acc.resize(LANES_CHUNK, unsafe { std::mem::zeroed() });
+            }
+            for t0 in (0..n_tok).step_by(LANES_CHUNK) {
+                let m = LANES_CHUNK.min(n_tok - t0);
+                for r0 in (0..groups).step_by(L::ROWS) {
+                    // SAFETY: the table's CPU check covers L; rows r0..r0 + ROWS of nb blocks lie in
+                    // `w` (row_span above), tokens t0..t0 + m have nb Q8_K blocks in `a`
+                    // (check_tokens) and PAIRS·nb pairs each (none read where PAIRS is 0: every
+                    // offset into `pairs` is then 0), and `acc` holds LANES_CHUNK ≥ m accumulators.
+                    unsafe {
+                        lanes_group::<L>(
+                            nb,
+                            w.as_ptr().add(r0 * row_bytes),
+                            row_bytes,
+                            a.as_ptr().add(t0 * arb),
+                            arb,
+                            pairs.as_ptr().add(t0 * nb * L::PAIRS),
+                            &mut acc[..m],
+                        )
                     };
-                    for (i, x) in o.iter().enumerate() {
-                        out[(r0 + i) * n_tok + t0 + j] = *x;
+                    for (j, v) in acc[..m].iter().enumerate() {
+                        // SAFETY: an accumulator is ROWS f32 (asserted above).
+                        let o = unsafe {
+                            std::slice::from_raw_parts((v as *const L::Acc).cast::<f32>(), L::ROWS)
+                        };
+                        for (i, x) in o.iter().enumerate() {
+                            out[(r0 + i) * n_tok + t0 + j] = *x;
+                        }
                     }
                 }
             }
-        }
+        });
     });
     groups
 }

@@ -947,23 +947,24 @@ impl LaneFormat for LanesQ8 {
     }
 }
 
-/// Per (token, block) of `n_tok` Q8_0 rows of `nb` blocks: the block's scale as f32 and
-/// `corr · Σa`, `[t · nb + b]`.
-pub(super) fn q8_0_block_terms(
+/// Per (token, block) of `n_tok` Q8_0 rows of `nb` blocks: the block's scale as f32 into `da`
+/// and `corr · Σa` into `sums` (both cleared first), `[t · nb + b]`.
+fn q8_0_block_terms(
     a: &[u8],
     n_tok: usize,
     nb: usize,
     corr: i32,
-) -> (Vec<f32>, Vec<i32>) {
+    da: &mut Vec<f32>,
+    sums: &mut Vec<i32>,
+) {
     assert!(a.len() >= n_tok * nb * Q8_0_BYTES, "q8_0 block terms: rows");
-    let mut da = Vec::with_capacity(n_tok * nb);
-    let mut sums = Vec::with_capacity(n_tok * nb);
+    da.clear();
+    sums.clear();
     for blk in a.chunks_exact(Q8_0_BYTES).take(n_tok * nb) {
         da.push(f16_bits_to_f32(u16::from_le_bytes([blk[0], blk[1]])));
         // SAFETY: reachable only through `kernels()` (AVX2); `blk` holds 34 bytes.
         sums.push(corr * unsafe { sum_i8x32(blk.as_ptr().add(2)) });
     }
-    (da, sums)
 }
 
 /// The sum of the 32 i8 at `p`.
@@ -986,7 +987,13 @@ unsafe fn sum_i8x32(p: *const u8) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
+/// A thread's per-call activation terms for [`lanes_rows`]: scales, `CORR·Σa`, and the
+/// activation bytes plus 128 where a format reads them so (kept, so calls do not allocate).
+type LaneTerms = (Vec<f32>, Vec<i32>, Vec<u8>);
+
 thread_local! {
+    /// Each thread's [`LaneTerms`].
+    static LANE_TERMS: RefCell<LaneTerms> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
     /// Each thread's packed rows for [`lanes_rows`] (grown once to the widest matrix).
     static LANES_PACK: RefCell<Vec<__m256i>> = const { RefCell::new(Vec::new()) };
 }
@@ -1021,48 +1028,49 @@ pub(super) fn lanes_rows<L: LaneFormat>(
         "lanes: rows overrun"
     );
     assert_eq!(a.len(), n_tok * arb, "lanes: activation rows");
-    let (da, corr) = q8_0_block_terms(a, n_tok, nb, L::CORR);
-    // The activation bytes plus 128 (as unsigned bytes) where the format reads them so.
-    let shifted: Vec<u8>;
-    let a = if L::SHIFT_ACT {
-        shifted = a.iter().map(|&x| x ^ 0x80).collect();
-        &shifted[..]
-    } else {
-        a
-    };
-    let at = |t: usize| a[t * arb..].as_ptr();
-    let term = |t: usize| (da[t * nb..].as_ptr(), corr[t * nb..].as_ptr());
-    L::scratch().with_borrow_mut(|pack| {
-        if pack.len() < nb * L::VECS {
-            // SAFETY: all-zero bits are a valid SIMD vector.
-            pack.resize(nb * L::VECS, unsafe { std::mem::zeroed() });
-        }
-        let mut r = r0;
-        while r + L::ROWS <= n_rows {
-            // SAFETY: the table's CPU check covers L; rows r..r + ROWS of nb blocks lie in `w`
-            // (checked above) and `pack` has room for nb packed blocks.
-            unsafe {
-                L::pack(
-                    nb,
-                    w.as_ptr().add(r * row_bytes),
-                    row_bytes,
-                    pack.as_mut_ptr(),
-                )
-            };
-            let packed = pack.as_ptr();
-            let mut put = |t0: usize, acc: &[L::Out]| {
-                for (j, v) in acc.iter().enumerate() {
-                    // SAFETY: an output vector is ROWS f32 (asserted above).
-                    let o = unsafe {
-                        std::slice::from_raw_parts((v as *const L::Out).cast::<f32>(), L::ROWS)
-                    };
-                    for (i, x) in o.iter().enumerate() {
-                        y[(r + i) * n_tok + t0 + j] = *x;
+    LANE_TERMS.with_borrow_mut(|(da, corr, shifted)| {
+        q8_0_block_terms(a, n_tok, nb, L::CORR, da, corr);
+        // The activation bytes plus 128 (as unsigned bytes) where the format reads them so.
+        let a = if L::SHIFT_ACT {
+            shifted.clear();
+            shifted.extend(a.iter().map(|&x| x ^ 0x80));
+            &shifted[..]
+        } else {
+            a
+        };
+        let at = |t: usize| a[t * arb..].as_ptr();
+        let term = |t: usize| (da[t * nb..].as_ptr(), corr[t * nb..].as_ptr());
+        L::scratch().with_borrow_mut(|pack| {
+            if pack.len() < nb * L::VECS {
+                // SAFETY: all-zero bits are a valid SIMD vector.
+                pack.resize(nb * L::VECS, unsafe { std::mem::zeroed() });
+            }
+            let mut r = r0;
+            while r + L::ROWS <= n_rows {
+                // SAFETY: the table's CPU check covers L; rows r..r + ROWS of nb blocks lie in `w`
+                // (checked above) and `pack` has room for nb packed blocks.
+                unsafe {
+                    L::pack(
+                        nb,
+                        w.as_ptr().add(r * row_bytes),
+                        row_bytes,
+                        pack.as_mut_ptr(),
+                    )
+                };
+                let packed = pack.as_ptr();
+                let mut put = |t0: usize, acc: &[L::Out]| {
+                    for (j, v) in acc.iter().enumerate() {
+                        // SAFETY: an output vector is ROWS f32 (asserted above).
+                        let o = unsafe {
+                            std::slice::from_raw_parts((v as *const L::Out).cast::<f32>(), L::ROWS)
+                        };
+                        for (i, x) in o.iter().enumerate() {
+                            y[(r + i) * n_tok + t0 + j] = *x;
+                        }
                     }
-                }
-            };
-            let mut t = 0;
-            macro_rules! tiles {
+                };
+                let mut t = 0;
+                macro_rules! tiles {
                 ($($n:literal)*) => {
                     loop {
                         let left = (n_tok - t).min(L::TILE);
@@ -1087,10 +1095,11 @@ pub(super) fn lanes_rows<L: LaneFormat>(
                     }
                 };
             }
-            tiles!(1 2 3 4 5 6 7 8);
-            r += L::ROWS;
-        }
-        r
+                tiles!(1 2 3 4 5 6 7 8);
+                r += L::ROWS;
+            }
+            r
+        })
     })
 }
 
