@@ -490,34 +490,42 @@ pub(super) fn q4_0_rows_with(
     if n_tok >= min_tokens {
         r = lanes(nb, w, row_bytes, 0, a, y);
     }
-    while r + 8 <= n_rows {
-        let w8 = &w[r * row_bytes..];
-        let mut put = |t0: usize, o: &[[f32; 8]]| {
-            for (j, oj) in o.iter().enumerate() {
-                for (i, v) in oj.iter().enumerate() {
-                    y[(r + i) * n_tok + t0 + j] = *v;
+    if r + 8 <= n_rows {
+        // Each activation block's scale and 8·Σa, once for all the row groups below.
+        LANE_TERMS.with_borrow_mut(|(da, sums, _)| {
+            q8_0_block_terms(a, n_tok, nb, 8, da, sums);
+            let at = |t: usize| (&a[t * arb..(t + 1) * arb], &da[t * nb..], &sums[t * nb..]);
+            while r + 8 <= n_rows {
+                let w8 = &w[r * row_bytes..];
+                let mut put = |t0: usize, o: &[[f32; 8]]| {
+                    for (j, oj) in o.iter().enumerate() {
+                        for (i, v) in oj.iter().enumerate() {
+                            y[(r + i) * n_tok + t0 + j] = *v;
+                        }
+                    }
+                };
+                let mut t = 0;
+                while t + 4 <= n_tok {
+                    put(
+                        t,
+                        &q4_0_x8::<4>(nb, w8, row_bytes, std::array::from_fn(|j| at(t + j))),
+                    );
+                    t += 4;
                 }
+                // The last 1..3 tokens in one tile too, so each weight block is still unpacked
+                // once.
+                match n_tok - t {
+                    3 => put(
+                        t,
+                        &q4_0_x8::<3>(nb, w8, row_bytes, [at(t), at(t + 1), at(t + 2)]),
+                    ),
+                    2 => put(t, &q4_0_x8::<2>(nb, w8, row_bytes, [at(t), at(t + 1)])),
+                    1 => put(t, &q4_0_x8::<1>(nb, w8, row_bytes, [at(t)])),
+                    _ => {}
+                }
+                r += 8;
             }
-        };
-        let mut t = 0;
-        while t + 4 <= n_tok {
-            put(
-                t,
-                &q4_0_x8::<4>(nb, w8, row_bytes, std::array::from_fn(|j| at(t + j))),
-            );
-            t += 4;
-        }
-        // The last 1..3 tokens in one tile too, so each weight block is still unpacked once.
-        match n_tok - t {
-            3 => put(
-                t,
-                &q4_0_x8::<3>(nb, w8, row_bytes, [at(t), at(t + 1), at(t + 2)]),
-            ),
-            2 => put(t, &q4_0_x8::<2>(nb, w8, row_bytes, [at(t), at(t + 1)])),
-            1 => put(t, &q4_0_x8::<1>(nb, w8, row_bytes, [at(t)])),
-            _ => {}
-        }
-        r += 8;
+        });
     }
     let row = |r: usize| &w[r * row_bytes..r * row_bytes + span];
     while r + 4 <= n_rows {
@@ -536,17 +544,30 @@ pub(super) fn q4_0_rows_with(
     }
 }
 
+/// One activation row for [`q4_0_x8`]: its Q8_0 blocks, and per block the scale as f32 and
+/// `8·Σa` (from [`q8_0_block_terms`]).
+type Q8Row<'a> = (&'a [u8], &'a [f32], &'a [i32]);
+
 /// [`q4_0_x8_avx2`] on the eight rows that start `w` (checked here).
-fn q4_0_x8<const T: usize>(nb: usize, w: &[u8], row_bytes: usize, a: [&[u8]; T]) -> [[f32; 8]; T] {
+fn q4_0_x8<const T: usize>(
+    nb: usize,
+    w: &[u8],
+    row_bytes: usize,
+    a: [Q8Row<'_>; T],
+) -> [[f32; 8]; T] {
     assert!(
         7 * row_bytes + nb * Q4_0_BYTES <= w.len(),
         "q4_0 x8: rows overrun"
     );
-    for a in a {
+    for (a, da, sums) in a {
         assert_eq!(a.len(), nb * Q8_0_BYTES, "q4_0 x8: activation row size");
+        assert!(
+            da.len() >= nb && sums.len() >= nb,
+            "q4_0 x8: activation terms"
+        );
     }
     // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); the eight rows of nb blocks
-    // and the T activation rows were checked just above.
+    // and the T activation rows with their terms were checked just above.
     unsafe { q4_0_x8_avx2::<T>(nb, w.as_ptr(), row_bytes, a) }
 }
 
@@ -556,30 +577,30 @@ fn q4_0_x8<const T: usize>(nb: usize, w: &[u8], row_bytes: usize, a: [&[u8]; T])
 /// Two rows share a vector: row `2k` in the low 128-bit lane and row `2k+1` in the high one, so
 /// one `maddubs` pair covers 64 weights; a weight block is unpacked once for all `T` tokens. Low
 /// nibbles (elements 0..16) meet `a[0..16]` and high nibbles `a[16..32]`, each broadcast to both
-/// lanes; the nibble offset 8 comes off as `8·Σa` in i16 (|Σ| ≤ 2·3840 + 4096: no saturation).
-/// Three `hadd`s reduce the four pair vectors to one exact i32 per row, lanes ordered rows
-/// `[0 2 4 6 | 1 3 5 7]`; the eight f16 scales are packed in the same order with scalar loads
-/// (on Zen 3 this beats a `vpgatherdd` by 1.8×: the integer ports are otherwise idle). The float
-/// part is the spec's, lane by lane.
+/// lanes. Three `hadd`s reduce the four pair vectors to one exact i32 per row, lanes ordered rows
+/// `[0 2 4 6 | 1 3 5 7]`, and the nibble offset comes off there as the block's `8·Σa`, computed
+/// once per activation row by the caller (as is the block's scale: doing both here, for every
+/// eight rows, was a tenth of the kernel's vector work). The eight f16 weight scales are packed
+/// in the same order with scalar loads (on Zen 3 this beats a `vpgatherdd` by 1.8×: the integer
+/// ports are otherwise idle). The float part is the spec's, lane by lane.
 ///
 /// # Safety
 /// The CPU has AVX2/FMA/F16C; rows `0..8` of `nb` 18-byte blocks at stride `row_bytes` are
-/// readable from `w0`; each `a[t]` holds `nb` Q8_0 blocks.
+/// readable from `w0`; each `a[t]` holds `nb` Q8_0 blocks and `nb` terms.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0_x8_avx2<const T: usize>(
     nb: usize,
     w0: *const u8,
     row_bytes: usize,
-    a: [&[u8]; T],
+    a: [Q8Row<'_>; T],
 ) -> [[f32; 8]; T] {
     let m4 = _mm256_set1_epi8(0x0f);
-    let eight = _mm256_set1_epi8(8);
     let ones = _mm256_set1_epi16(1);
-    let ap = a.map(|a| a.as_ptr());
+    let ap = a.map(|(a, da, sums)| (a.as_ptr(), da.as_ptr(), sums.as_ptr()));
     let mut acc = [_mm256_setzero_ps(); T];
-    // SAFETY: per the contract, every row pointer + b·18 (+18) and every a[t] + b·34 (+34)
-    // with b < nb is readable.
+    // SAFETY: per the contract, every row pointer + b·18 (+18), every a[t] + b·34 (+34) and
+    // every term b with b < nb is readable.
     unsafe {
         for b in 0..nb {
             let wb = w0.add(b * Q4_0_BYTES);
@@ -605,25 +626,21 @@ unsafe fn q4_0_x8_avx2<const T: usize>(
             let odd = sc(1) | sc(3) << 16 | sc(5) << 32 | sc(7) << 48;
             let dw = _mm256_cvtph_ps(_mm_set_epi64x(odd as i64, even as i64));
             for t in 0..T {
-                let ab = ap[t].add(b * Q8_0_BYTES);
-                let da = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
-                    scale_bits(ab),
-                )))));
+                let (ab, da, sums) = ap[t];
+                let ab = ab.add(b * Q8_0_BYTES);
+                let da = _mm256_set1_ps(*da.add(b));
                 let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(2).cast()));
                 let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(18).cast()));
-                let corr = _mm256_add_epi16(
-                    _mm256_maddubs_epi16(eight, alo),
-                    _mm256_maddubs_epi16(eight, ahi),
-                );
                 let p: [__m256i; 4] = std::array::from_fn(|k| {
                     let s = _mm256_add_epi16(
                         _mm256_maddubs_epi16(lo[k], alo),
                         _mm256_maddubs_epi16(hi[k], ahi),
                     );
-                    _mm256_madd_epi16(_mm256_sub_epi16(s, corr), ones)
+                    _mm256_madd_epi16(s, ones)
                 });
                 let h =
                     _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+                let h = _mm256_sub_epi32(h, _mm256_set1_epi32(*sums.add(b)));
                 let isum = _mm256_cvtepi32_ps(h);
                 acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_mul_ps(dw, da), isum));
             }
