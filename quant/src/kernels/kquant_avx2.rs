@@ -83,6 +83,28 @@ macro_rules! unroll8 {
     }};
 }
 
+/// [`unroll8!`] for four copies (`$g` = 0 .. 3).
+macro_rules! unroll4 {
+    ($g:ident => $body:block) => {{
+        {
+            let $g: usize = 0;
+            $body
+        }
+        {
+            let $g: usize = 1;
+            $body
+        }
+        {
+            let $g: usize = 2;
+            $body
+        }
+        {
+            let $g: usize = 3;
+            $body
+        }
+    }};
+}
+
 /// The AVX2 K-quant table (see the module docs for when it may be used).
 pub(super) fn kernels() -> KQuantKernels {
     let portable = super::kquant_portable::kernels();
@@ -99,7 +121,15 @@ pub(super) fn kernels() -> KQuantKernels {
             ),
             ..kquant!(Q4K, Some(gemm_8::<Q4K>))
         },
-        q5_k: kquant!(Q5K, Some(gemm_8::<Q5K>)),
+        q5_k: KQuantOps {
+            kernels: quant_kernels_by_4!(
+                |n, w, a| kquant_rows::<Q5K, 1>(n, [w], a)[0],
+                q5_k_rows4,
+                kquant_tile::<Q5K>,
+                (QK_K, <Q5K as KBlock>::BYTES, Q8_K_BYTES)
+            ),
+            ..kquant!(Q5K, Some(gemm_8::<Q5K>))
+        },
         q6_k: KQuantOps {
             kernels: quant_kernels_by_4!(
                 |n, w, a| kquant_rows::<Q6K, 1>(n, [w], a)[0],
@@ -576,7 +606,7 @@ unsafe fn kquant_rows_avx2<B: KBlock, const R: usize>(
     std::array::from_fn(|r| out[r])
 }
 
-/// Q4_K's decode kernel: four rows against one Q8_K activation row, as [`kquant_rows`] computes
+/// Q4_K's decode kernel (and, with the fifth bit, Q5_K's): four rows against one Q8_K activation row, as [`kquant_rows`] computes
 /// it (same integer sums, same float steps, so the same bits) with fewer instructions. The generic
 /// kernel ran at ~4.3 instructions a cycle on Zen 3 with the weights in L2, so instructions were
 /// the limit: this one unpacks the scales and mins with byte shuffles instead of scalar code,
@@ -584,11 +614,21 @@ unsafe fn kquant_rows_avx2<B: KBlock, const R: usize>(
 /// pairs in memory so that a group's scale vector is one broadcast load, and walks 64 elements
 /// (one 32-byte load of quants) at a time with no spills.
 fn q4_k_rows4(n: usize, w: [&[u8]; 4], a: &[u8]) -> [f32; 4] {
+    k4_rows4::<Q4K, false>(n, w, a)
+}
+
+/// Q5_K's decode kernel: [`q4_k_rows4`] with each group's fifth bit from `qh`.
+fn q5_k_rows4(n: usize, w: [&[u8]; 4], a: &[u8]) -> [f32; 4] {
+    k4_rows4::<Q5K, true>(n, w, a)
+}
+
+/// [`k4_rows4_avx2`] with the sizes checked (`B` is Q4K without, Q5K with the fifth bit `HIGH`).
+fn k4_rows4<B: KBlock, const HIGH: bool>(n: usize, w: [&[u8]; 4], a: &[u8]) -> [f32; 4] {
     for wr in w {
-        check_kquant(n, wr.len(), <Q4K as KBlock>::BYTES, a.len());
+        check_kquant(n, wr.len(), B::BYTES, a.len());
     }
     // SAFETY: reachable only through a table built after the AVX2/FMA/F16C check; sizes checked.
-    unsafe { q4_k_rows4_avx2(n / QK_K, w.map(|r| r.as_ptr()), a.as_ptr()) }
+    unsafe { k4_rows4_avx2::<B, HIGH>(n / QK_K, w.map(|r| r.as_ptr()), a.as_ptr()) }
 }
 
 /// The scales (bytes 0..8) and mins (bytes 8..16) of two Q4_K / Q5_K blocks, one a 128-bit lane,
@@ -660,7 +700,7 @@ unsafe fn broadcast_u32(p: *const u32) -> __m256i {
     v
 }
 
-/// What [`q4_k_rows4_avx2`] prepares for one super-block of its four rows, one super-block ahead:
+/// What [`k4_rows4_avx2`] prepares for one super-block of its four rows, one super-block ahead:
 /// the min products (`mv`: lane `h` of `mv[p]` holds row `2p + h`'s four partial sums) and the
 /// rows' `d` / `dmin` as f32. The scale pairs go to memory at the same time.
 #[derive(Clone, Copy)]
@@ -722,14 +762,24 @@ unsafe fn q4_k_ahead(wb: [*const u8; 4], ab: *const u8, pairs: *mut __m256i) -> 
     }
 }
 
+/// Four Q4_K (`HIGH` false) or Q5_K (`HIGH` true, `B` = Q5K) rows against one Q8_K row.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; each `w[r]` holds `nb` blocks of `B` and `a` `nb` Q8_K blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_rows4_avx2(nb: usize, w: [*const u8; 4], a: *const u8) -> [f32; 4] {
-    const BYTES: usize = <Q4K as KBlock>::BYTES;
+unsafe fn k4_rows4_avx2<B: KBlock, const HIGH: bool>(
+    nb: usize,
+    w: [*const u8; 4],
+    a: *const u8,
+) -> [f32; 4] {
+    // The low four bits of each quant follow the 32 `qh` bytes in Q5_K.
+    let qs = if HIGH { 48 } else { 16 };
     let mut acc = _mm_setzero_ps();
     if nb == 0 {
         return [0.0; 4];
     }
     let m4 = _mm256_set1_epi8(0x0f);
+    let bit4 = _mm256_set1_epi8(0x10);
     // Two sets of scale pairs (see `q4_k_ahead`): this super-block's and the next one's, written
     // a whole super-block before they are read, so that the broadcasts load from the cache
     // rather than wait on store forwarding (which cost 12% of the kernel's time).
@@ -740,36 +790,49 @@ unsafe fn q4_k_rows4_avx2(nb: usize, w: [*const u8; 4], a: *const u8) -> [f32; 4
         let mut ahead = q4_k_ahead(w, a, pairs[0].as_mut_ptr());
         for b in 0..nb {
             let ab = a.add(b * Q8_K_BYTES);
-            let wb = w.map(|p| p.add(b * BYTES));
-            prefetch_next_group::<Q4K, 4>(wb, 4 * nb * BYTES);
+            let wb = w.map(|p| p.add(b * B::BYTES));
+            prefetch_next_group::<B, 4>(wb, 4 * nb * B::BYTES);
             let cur = ahead;
             if b + 1 < nb {
                 let next = pairs[(b + 1) % 2].as_mut_ptr();
-                ahead = q4_k_ahead(wb.map(|p| p.add(BYTES)), ab.add(Q8_K_BYTES), next);
+                ahead = q4_k_ahead(wb.map(|p| p.add(B::BYTES)), ab.add(Q8_K_BYTES), next);
             }
             let pp = pairs[b % 2].as_ptr().cast::<u32>();
             let at = |r: usize, g: usize| pp.add(16 * (r / 2) + 8 * (g / 4) + 4 * (r % 2) + g % 4);
             let mut iv = [_mm256_setzero_si256(); 4];
-            for j in 0..4 {
+            unroll4!(j => {
                 let a0 = _mm256_loadu_si256(ab.add(4 + 64 * j).cast());
                 let a1 = _mm256_loadu_si256(ab.add(36 + 64 * j).cast());
                 for r in 0..4 {
-                    let raw = _mm256_loadu_si256(wb[r].add(16 + 32 * j).cast());
-                    let lo = _mm256_and_si256(raw, m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                    let raw = _mm256_loadu_si256(wb[r].add(qs + 32 * j).cast());
+                    let mut lo = _mm256_and_si256(raw, m4);
+                    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                    if HIGH {
+                        // Bit 2j (group 2j) and 2j + 1 of each qh byte to bit 4 (reloaded from
+                        // L1 each time: four rows' qh held in registers spilled).
+                        let qh = _mm256_loadu_si256(wb[r].add(16).cast());
+                        let (h0, h1) = match j {
+                            0 => (_mm256_slli_epi16::<4>(qh), _mm256_slli_epi16::<3>(qh)),
+                            1 => (_mm256_slli_epi16::<2>(qh), _mm256_slli_epi16::<1>(qh)),
+                            2 => (qh, _mm256_srli_epi16::<1>(qh)),
+                            _ => (_mm256_srli_epi16::<2>(qh), _mm256_srli_epi16::<3>(qh)),
+                        };
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(h0, bit4));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(h1, bit4));
+                    }
                     let s0 = broadcast_u32(at(r, 2 * j));
                     let s1 = broadcast_u32(at(r, 2 * j + 1));
                     let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), s0);
                     let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), s1);
                     iv[r] = _mm256_add_epi32(iv[r], _mm256_add_epi32(p0, p1));
                 }
-            }
+            });
             let h = _mm256_hadd_epi32(cur.mv[0], cur.mv[1]);
             let h = _mm256_hadd_epi32(h, h);
             let msum =
                 _mm_unpacklo_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
             let sums = (_mm_cvtepi32_ps(isum4(iv)), _mm_cvtepi32_ps(msum));
-            acc = accumulate::<Q4K>(acc, cur.dw, cur.dmin, act_scale(ab), sums);
+            acc = accumulate::<B>(acc, cur.dw, cur.dmin, act_scale(ab), sums);
         }
     }
     let mut out = [0.0f32; 4];
