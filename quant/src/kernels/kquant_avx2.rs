@@ -11,7 +11,9 @@
 //! `__m128`, operation for operation as the spec) decides the bits.
 //!
 //! Three shapes: `dot_x4` (decode: four rows, one token, each activation group loaded once and
-//! the next row group prefetched), `gemm_4` (prompts and batches: four rows decoded once per
+//! the next row group prefetched; Q4_K, Q5_K and Q6_K have their own, leaner decode kernels,
+//! `k4_rows4_avx2` and `q6_k_rows4_avx2`, which unpack scales with byte shuffles and keep the
+//! vector work per group to a load, a nibble split, `maddubs`, `madd` and an add), `gemm_4` (prompts and batches: four rows decoded once per
 //! super-block to the stack, then every token, eight at a time) and `tile_4x4` (four tokens; the
 //! drivers use `gemm_4`, the tile is kept for the common kernel shape and its tests). Q4_K, Q5_K
 //! and Q6_K also have `gemm_8` for prompts: eight rows in the 32-bit lanes of one vector (packed once
