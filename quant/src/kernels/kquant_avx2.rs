@@ -45,66 +45,30 @@ macro_rules! kquant {
     };
 }
 
-/// `$body` eight times, with `$g` the literal 0, 1, … 7 in each copy: the group decoders pick
-/// their shifts and shuffles by `g`, and with a literal every choice folds away (a loop left to
-/// the optimizer was not unrolled, and its `g`-dependent shifts became variable shifts).
-macro_rules! unroll8 {
-    ($g:ident => $body:block) => {{
-        {
-            let $g: usize = 0;
+/// `$body` once for each literal `$n`, with `$g` that literal in the copy: the group decoders
+/// pick their shifts and shuffles by `g`, and with a literal every choice folds away (a loop left
+/// to the optimizer was not unrolled, and its `g`-dependent shifts became variable shifts).
+macro_rules! unroll {
+    ($g:ident in [$($n:literal)*] => $body:block) => {{
+        $({
+            let $g: usize = $n;
             $body
-        }
-        {
-            let $g: usize = 1;
-            $body
-        }
-        {
-            let $g: usize = 2;
-            $body
-        }
-        {
-            let $g: usize = 3;
-            $body
-        }
-        {
-            let $g: usize = 4;
-            $body
-        }
-        {
-            let $g: usize = 5;
-            $body
-        }
-        {
-            let $g: usize = 6;
-            $body
-        }
-        {
-            let $g: usize = 7;
-            $body
-        }
+        })*
     }};
 }
 
-/// [`unroll8!`] for four copies (`$g` = 0 .. 3).
+/// [`unroll!`] over 0 .. 8.
+macro_rules! unroll8 {
+    ($g:ident => $body:block) => {
+        unroll!($g in [0 1 2 3 4 5 6 7] => $body)
+    };
+}
+
+/// [`unroll!`] over 0 .. 4.
 macro_rules! unroll4 {
-    ($g:ident => $body:block) => {{
-        {
-            let $g: usize = 0;
-            $body
-        }
-        {
-            let $g: usize = 1;
-            $body
-        }
-        {
-            let $g: usize = 2;
-            $body
-        }
-        {
-            let $g: usize = 3;
-            $body
-        }
-    }};
+    ($g:ident => $body:block) => {
+        unroll!($g in [0 1 2 3] => $body)
+    };
 }
 
 /// The AVX2 K-quant table (see the module docs for when it may be used).
