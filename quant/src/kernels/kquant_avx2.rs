@@ -29,13 +29,13 @@ use super::kquant_scalar::{check_gemm_4, check_kquant, quantize_row_q8_k};
 use super::x86_avx2::transpose8x4;
 use super::{check_tokens, row_span, KQuantKernels, KQuantOps, Q8_K_BYTES, QK_K};
 
-/// The multi-row kernels of one block type.
+/// The multi-row kernels of one block type, with `$x4` its four-row decode kernel.
 macro_rules! kquant {
-    ($b:ty, $gemm_8:expr) => {
+    ($b:ty, $x4:expr, $gemm_8:expr) => {
         KQuantOps {
             kernels: quant_kernels_by_4!(
                 |n, w, a| kquant_rows::<$b, 1>(n, [w], a)[0],
-                kquant_rows::<$b, 4>,
+                $x4,
                 kquant_tile::<$b>,
                 (QK_K, <$b as KBlock>::BYTES, Q8_K_BYTES)
             ),
@@ -78,33 +78,9 @@ pub(super) fn kernels() -> KQuantKernels {
         quantize_row_q8_k,
         q2_k: portable.q2_k,
         q3_k: portable.q3_k,
-        q4_k: KQuantOps {
-            kernels: quant_kernels_by_4!(
-                |n, w, a| kquant_rows::<Q4K, 1>(n, [w], a)[0],
-                q4_k_rows4,
-                kquant_tile::<Q4K>,
-                (QK_K, <Q4K as KBlock>::BYTES, Q8_K_BYTES)
-            ),
-            ..kquant!(Q4K, Some(gemm_8::<Q4K>))
-        },
-        q5_k: KQuantOps {
-            kernels: quant_kernels_by_4!(
-                |n, w, a| kquant_rows::<Q5K, 1>(n, [w], a)[0],
-                q5_k_rows4,
-                kquant_tile::<Q5K>,
-                (QK_K, <Q5K as KBlock>::BYTES, Q8_K_BYTES)
-            ),
-            ..kquant!(Q5K, Some(gemm_8::<Q5K>))
-        },
-        q6_k: KQuantOps {
-            kernels: quant_kernels_by_4!(
-                |n, w, a| kquant_rows::<Q6K, 1>(n, [w], a)[0],
-                q6_k_rows4,
-                kquant_tile::<Q6K>,
-                (QK_K, <Q6K as KBlock>::BYTES, Q8_K_BYTES)
-            ),
-            ..kquant!(Q6K, Some(gemm_8::<Q6K>))
-        },
+        q4_k: kquant!(Q4K, q4_k_rows4, Some(gemm_8::<Q4K>)),
+        q5_k: kquant!(Q5K, q5_k_rows4, Some(gemm_8::<Q5K>)),
+        q6_k: kquant!(Q6K, q6_k_rows4, Some(gemm_8::<Q6K>)),
     }
 }
 
