@@ -124,3 +124,36 @@ fn predictions_are_read_ahead_only_while_they_are_right() {
     assert!(w.prefetched < 10, "{w:?}"); // the optimistic start: until ~8 are scored
     assert_eq!(r.prefetched, 30, "{r:?}");
 }
+
+/// The background adviser takes slices of its file's map only, applies them in order, and holds
+/// the map itself: queueing hints after the file is dropped is harmless, and the file's bytes
+/// read the same after pages were released and read back.
+#[test]
+fn background_hints_take_only_the_files_own_pages_and_outlive_it() {
+    use smoe::gguf::PageHint;
+    let path = tiny_gguf("q8_0");
+    let file = GgufFile::open(&path).unwrap();
+    let before = file.bytes().to_vec();
+    let adviser = file.background_adviser().unwrap();
+    let all = file.bytes();
+    let page = 4096.min(all.len() / 4);
+    assert!(adviser.advise(&all[page..3 * page], PageHint::Release));
+    assert!(adviser.advise(&all[page..3 * page], PageHint::WillNeed));
+    // Not the map's: a copy, an empty slice, a range past the end.
+    assert!(!adviser.advise(&before[..page], PageHint::WillNeed));
+    assert!(!adviser.advise(&all[..0], PageHint::WillNeed));
+    // Release needs whole pages: a sub-page slice covers none.
+    assert!(!adviser.advise(&all[page + 1..page + 2], PageHint::Release));
+    drop(adviser); // waits for the hints
+    assert_eq!(file.bytes(), &before[..]);
+    let adviser = file.background_adviser().unwrap();
+    let range = &file.bytes()[..2 * page];
+    let (ptr, len) = (range.as_ptr(), range.len());
+    drop(file);
+    // The thread's own reference keeps the mapping: hints after the file is gone cannot touch
+    // memory reused by something else (`advise` only compares addresses).
+    // SAFETY: the range is still mapped, read-only and unchanged: the adviser holds the map.
+    let still_mapped = unsafe { std::slice::from_raw_parts(ptr, len) };
+    assert!(adviser.advise(still_mapped, PageHint::Release));
+    drop(adviser);
+}

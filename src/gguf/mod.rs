@@ -23,7 +23,7 @@ use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-pub use advise::PageHint;
+pub use advise::{Adviser, PageHint};
 pub use header::{GgufHeader, Metadata, TensorInfo};
 pub use reader::parse;
 pub use value::{Array, Value, ValueType};
@@ -47,7 +47,8 @@ pub const MAX_ARRAY_DEPTH: usize = 8;
 #[derive(Debug)]
 pub struct GgufFile {
     header: GgufHeader,
-    map: memmap2::Mmap,
+    /// Shared with the background [`Adviser`], which must not outlive the mapping it advises.
+    map: std::sync::Arc<memmap2::Mmap>,
     /// Kept open for page-cache hints on the file (see [`GgufFile::advise`]).
     file: File,
 }
@@ -68,7 +69,11 @@ impl GgufFile {
         // (llama.cpp included); we never write through the map.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
         let header = parse(&map, path)?;
-        Ok(GgufFile { header, map, file })
+        Ok(GgufFile {
+            header,
+            map: std::sync::Arc::new(map),
+            file,
+        })
     }
 
     pub fn header(&self) -> &GgufHeader {

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use super::config::Config;
 use super::weights::Weights;
-use crate::gguf::{GgufFile, PageHint};
+use crate::gguf::{Adviser, GgufFile, PageHint};
 
 /// Counters of the expert cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,6 +84,9 @@ struct State {
 #[derive(Debug)]
 pub struct Pager<'a> {
     file: &'a GgufFile,
+    /// Applies the read and release hints off the decode thread, in order (`None` if its thread
+    /// could not be started: then they are applied inline).
+    adviser: Option<Adviser>,
     /// [n_layer][n_expert] the expert's (gate, up, down) bytes.
     slices: Vec<Vec<[&'a [u8]; 3]>>,
     /// Bytes of one expert of a layer (gate + up + down).
@@ -125,6 +128,7 @@ impl<'a> Pager<'a> {
         let predicted = slices.iter().map(|l| vec![false; l.len()]).collect();
         Pager {
             file,
+            adviser: file.background_adviser().ok(),
             slices,
             expert_bytes,
             budget,
@@ -227,9 +231,16 @@ impl<'a> Pager<'a> {
         self.evict(&mut st, il, predicted);
     }
 
+    /// Applies `hint` to `bytes` in the background where possible.
+    fn advise(&self, bytes: &[u8], hint: PageHint) {
+        if !self.adviser.as_ref().is_some_and(|a| a.advise(bytes, hint)) {
+            self.file.advise(bytes, hint);
+        }
+    }
+
     fn request(&self, st: &mut State, il: usize, x: usize) {
         for s in self.slices[il][x] {
-            self.file.advise(s, PageHint::WillNeed);
+            self.advise(s, PageHint::WillNeed);
         }
         st.entries[il][x].resident = true;
         st.resident_bytes += self.expert_bytes[il];
@@ -256,7 +267,7 @@ impl<'a> Pager<'a> {
             }
             let Some((l, x)) = victim else { break };
             for s in self.slices[l][x] {
-                self.file.advise(s, PageHint::Release);
+                self.advise(s, PageHint::Release);
             }
             st.entries[l][x].resident = false;
             st.resident_bytes -= self.expert_bytes[l];
