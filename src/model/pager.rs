@@ -9,6 +9,9 @@
 //! - an expert cache within the budget keeps the most useful experts (use count, then recency) and
 //!   releases the rest (MADV_DONTNEED and POSIX_FADV_DONTNEED: the page cache drops them).
 //!
+//! The hints go to a background thread ([`crate::gguf::Adviser`]) that applies them in order, so
+//! the decode thread does not wait while the kernel drops an expert's pages or starts its reads.
+//!
 //! Dense weights every token reads (attention, norms, routers, embeddings, output) can be pinned.
 
 use std::sync::Mutex;
