@@ -1,12 +1,13 @@
-//! K-quant kernels for x86-64 with AVX2 + FMA + F16C: Q4_K, Q5_K and Q6_K against Q8_K
-//! activations (Q2_K and Q3_K take the portable kernels). Every function gives the same bits as
-//! its scalar spec in `kquant_scalar.rs` (see the module docs of [`super`]).
+//! K-quant kernels for x86-64 with AVX2 + FMA + F16C: Q2_K, Q3_K, Q4_K, Q5_K and Q6_K against
+//! Q8_K activations. Every function gives the same bits as its scalar spec in `kquant_scalar.rs`
+//! (see the module docs of [`super`]).
 //!
 //! A super-block is 8 groups of 32 elements. Each group's weight quants are made unsigned bytes
-//! (`q`: Q4_K 0..15, Q5_K 0..31, Q6_K `q + 32` in 0..63) and multiplied with the activation bytes
-//! by `maddubs` (pairs into `i16`, at most 2·63·128: no saturation), then by the group's scales by
-//! `madd` (into `i32`: the sub-block scale times the pair sums). The offsets come from the
-//! activation's `bsums` with one more `madd`: the mins for Q4_K / Q5_K, `32 · Σ sc·bsum` for Q6_K.
+//! (`q`: Q2_K 0..3, Q3_K `q + 4` in 0..7, Q4_K 0..15, Q5_K 0..31, Q6_K `q + 32` in 0..63) and
+//! multiplied with the activation bytes by `maddubs` (pairs into `i16`, at most 2·63·128: no
+//! saturation), then by the group's scales by `madd` (into `i32`: the sub-block scale times the
+//! pair sums). The offsets come from the activation's `bsums` with one more `madd`: the mins for
+//! Q2_K / Q4_K / Q5_K, `32 · Σ sc·bsum` for Q6_K and `4 · Σ sc·bsum` for Q3_K.
 //! All of it is exact integer arithmetic, so only the float part (four rows in the lanes of one
 //! `__m128`, operation for operation as the spec) decides the bits.
 //!
@@ -73,11 +74,10 @@ macro_rules! unroll4 {
 
 /// The AVX2 K-quant table (see the module docs for when it may be used).
 pub(super) fn kernels() -> KQuantKernels {
-    let portable = super::kquant_portable::kernels();
     KQuantKernels {
         quantize_row_q8_k,
-        q2_k: portable.q2_k,
-        q3_k: portable.q3_k,
+        q2_k: kquant!(Q2K, kquant_rows::<Q2K, 4>, None),
+        q3_k: kquant!(Q3K, kquant_rows::<Q3K, 4>, None),
         q4_k: kquant!(Q4K, q4_k_rows4, Some(gemm_8::<Q4K>)),
         q5_k: kquant!(Q5K, q5_k_rows4, Some(gemm_8::<Q5K>)),
         q6_k: kquant!(Q6K, q6_k_rows4, Some(gemm_8::<Q6K>)),
@@ -87,8 +87,12 @@ pub(super) fn kernels() -> KQuantKernels {
 /// A K-quant weight block type, group by group.
 trait KBlock {
     const BYTES: usize;
-    /// Whether the spec's float part has the min term (else the `bsums` term is Q6_K's offset).
+    /// Whether the spec's float part has the min term (else the `bsums` term is the offset that
+    /// made the quants unsigned).
     const MINS: bool;
+    /// Without mins: the quants are read as `q + 2^OFFSET_SHIFT` (unsigned, for `maddubs`), so
+    /// `2^OFFSET_SHIFT · Σ factor·bsum` comes off the integer sum (Q6_K: 32, Q3_K: 4).
+    const OFFSET_SHIFT: i32 = 5;
     /// Byte offsets of the f16 super-block scale and min scale (the latter unused without mins).
     const D: usize;
     const DMIN: usize;
@@ -132,6 +136,8 @@ trait KBlock {
     }
 }
 
+struct Q2K;
+struct Q3K;
 struct Q4K;
 struct Q5K;
 struct Q6K;
@@ -367,11 +373,130 @@ impl KBlock for Q6K {
             _ => _mm256_srli_epi16::<2>(qh),
         };
         let q = _mm256_or_si256(low, _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
-        // Elements 0..16 of the group are sub-block 2g, 16..32 sub-block 2g + 1: scale bytes 2g
-        // (8 times) then 2g + 1 (8 times), sign-extended.
-        let (lo, hi) = ((2 * g) as i64, (2 * g + 1) as i64);
-        let pick = _mm_set_epi64x(hi * 0x0101_0101_0101_0101, lo * 0x0101_0101_0101_0101);
-        (q, _mm256_cvtepi8_epi16(_mm_shuffle_epi8(*pre, pick)))
+        (q, scales16_pair(*pre, g))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn bsum_factors(pre: &__m128i) -> __m256i {
+        _mm256_cvtepi8_epi16(*pre)
+    }
+}
+
+/// The scale vector of group `g` for the types with 16 scales (i8 in `sc`, one per 16-element
+/// sub-block): elements 0..16 of the group are sub-block 2g, 16..32 sub-block 2g + 1, so scale
+/// byte 2g (8 times) then 2g + 1 (8 times), sign-extended.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scales16_pair(sc: __m128i, g: usize) -> __m256i {
+    let (lo, hi) = ((2 * g) as i64, (2 * g + 1) as i64);
+    let pick = _mm_set_epi64x(hi * 0x0101_0101_0101_0101, lo * 0x0101_0101_0101_0101);
+    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, pick))
+}
+
+/// Group `g`'s two-bit quants of Q2_K / Q3_K: bits `2 (g % 4)` of the 32 bytes at
+/// `qs + 32 (g / 4)` (element `128 h + 32 j + l` is in bits `2j` of `qs[32 h + l]`).
+///
+/// # Safety
+/// `qs .. qs + 64` is readable; the CPU has AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn crumbs(qs: *const u8, g: usize) -> __m256i {
+    // SAFETY: g < 8, so the 32 bytes lie inside the 64 the caller vouches for.
+    let v = unsafe { _mm256_loadu_si256(qs.add(32 * (g / 4)).cast()) };
+    let v = match g % 4 {
+        0 => v,
+        1 => _mm256_srli_epi16::<2>(v),
+        2 => _mm256_srli_epi16::<4>(v),
+        _ => _mm256_srli_epi16::<6>(v),
+    };
+    _mm256_and_si256(v, _mm256_set1_epi8(3))
+}
+
+impl KBlock for Q2K {
+    const BYTES: usize = 84;
+    const MINS: bool = true;
+    const D: usize = 80;
+    const DMIN: usize = 82;
+    /// The 16 four-bit scales (as bytes) and the 16 mins as `i16`, one per 16-element sub-block.
+    type Pre = (__m128i, __m256i);
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pre(w: *const u8) -> Self::Pre {
+        // SAFETY: as the trait requires; scales are bytes 0..16 (scale low nibble, min high).
+        let s = unsafe { _mm_loadu_si128(w.cast()) };
+        let m4 = _mm_set1_epi8(0x0f);
+        let mins = _mm_and_si128(_mm_srli_epi16::<4>(s), m4);
+        (_mm_and_si128(s, m4), _mm256_cvtepu8_epi16(mins))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn group(w: *const u8, pre: &Self::Pre, g: usize) -> (__m256i, __m256i) {
+        // SAFETY: the quants are bytes 16..80 of the block.
+        let q = unsafe { crumbs(w.add(16), g) };
+        (q, scales16_pair(pre.0, g))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn bsum_factors(pre: &Self::Pre) -> __m256i {
+        pre.1
+    }
+}
+
+impl KBlock for Q3K {
+    const BYTES: usize = 110;
+    const MINS: bool = false;
+    const OFFSET_SHIFT: i32 = 2;
+    const D: usize = 108;
+    const DMIN: usize = 108;
+    /// The 16 six-bit scales minus 32, as i8.
+    type Pre = __m128i;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pre(w: *const u8) -> __m128i {
+        // SAFETY: as the trait requires; the 12 packed scale bytes are 96..108 (unaligned reads).
+        let (lo, hi, top) = unsafe {
+            (
+                w.add(96).cast::<u32>().read_unaligned(),
+                w.add(100).cast::<u32>().read_unaligned(),
+                w.add(104).cast::<u32>().read_unaligned(),
+            )
+        };
+        // Scale i: low nibble of byte i (i < 8) or high nibble of byte i - 8, and bits
+        // 2 (i / 4) .. of byte 8 + i % 4 on top (as `BlockQ3K::unpacked_scales`).
+        let (m4, m2) = (0x0f0f_0f0f_u32, 0x0303_0303_u32);
+        let s = |low: u32, shift: u32| (low & m4) | (((top >> shift) & m2) << 4);
+        let v = _mm_setr_epi32(
+            s(lo, 0) as i32,
+            s(hi, 2) as i32,
+            s(lo >> 4, 4) as i32,
+            s(hi >> 4, 6) as i32,
+        );
+        _mm_sub_epi8(v, _mm_set1_epi8(32))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn group(w: *const u8, pre: &__m128i, g: usize) -> (__m256i, __m256i) {
+        // SAFETY: hmask is bytes 0..32 and the two-bit quants 32..96 of the block.
+        let (low, hm) = unsafe { (crumbs(w.add(32), g), _mm256_loadu_si256(w.cast())) };
+        // Bit g of each hmask byte (set: q = low, clear: q = low - 4) to bit 2: q + 4.
+        let h = match g {
+            0 => _mm256_slli_epi16::<2>(hm),
+            1 => _mm256_slli_epi16::<1>(hm),
+            2 => hm,
+            3 => _mm256_srli_epi16::<1>(hm),
+            4 => _mm256_srli_epi16::<2>(hm),
+            5 => _mm256_srli_epi16::<3>(hm),
+            6 => _mm256_srli_epi16::<4>(hm),
+            _ => _mm256_srli_epi16::<5>(hm),
+        };
+        let q = _mm256_or_si256(low, _mm256_and_si256(h, _mm256_set1_epi8(4)));
+        (q, scales16_pair(*pre, g))
     }
 
     #[inline]
@@ -419,7 +544,10 @@ fn finish<B: KBlock>(iv: [__m256i; 4], bv: [__m256i; 4]) -> (__m128, __m128) {
     if B::MINS {
         (_mm_cvtepi32_ps(isum), _mm_cvtepi32_ps(bsum))
     } else {
-        let isum = _mm_sub_epi32(isum, _mm_slli_epi32::<5>(bsum));
+        let isum = _mm_sub_epi32(
+            isum,
+            _mm_sll_epi32(bsum, _mm_cvtsi32_si128(B::OFFSET_SHIFT)),
+        );
         (_mm_cvtepi32_ps(isum), _mm_setzero_ps())
     }
 }

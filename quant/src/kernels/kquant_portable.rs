@@ -1,5 +1,4 @@
-//! The K-quant kernels on the `wide` crate's vector types (what ARM and x86-64 without AVX2 run;
-//! Q2_K and Q3_K everywhere). No `unsafe`; every function gives the same bits as its scalar spec
+//! The K-quant kernels on the `wide` crate's vector types (what ARM and x86-64 without AVX2 run). No `unsafe`; every function gives the same bits as its scalar spec
 //! in `kquant_scalar.rs`.
 //!
 //! Each weight super-block is decoded into 16 groups of 16 signed quants (offsets removed) as

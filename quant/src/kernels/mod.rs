@@ -23,7 +23,7 @@
 //! weights once.
 //!
 //! The K-quant kernels live beside them: `kquant_scalar.rs` (the spec), `kquant_portable.rs`,
-//! `kquant_avx2.rs` (Q4_K, Q5_K, Q6_K; Q2_K and Q3_K use the portable kernels there).
+//! `kquant_avx2.rs` (Q2_K … Q6_K; the lane kernels for prompts cover Q4_K, Q5_K and Q6_K).
 //!
 //! # Reduction orders (the spec)
 //! Every kernel of every table gives the same bits as the scalar one, so results do not depend on
