@@ -76,11 +76,11 @@ macro_rules! unroll4 {
 pub(super) fn kernels() -> KQuantKernels {
     KQuantKernels {
         quantize_row_q8_k,
-        q2_k: kquant!(Q2K, kquant_rows::<Q2K, 4>, None),
-        q3_k: kquant!(Q3K, kquant_rows::<Q3K, 4>, None),
+        q2_k: kquant!(Q2K, s16_rows4::<Q2K>, None),
+        q3_k: kquant!(Q3K, s16_rows4::<Q3K>, None),
         q4_k: kquant!(Q4K, q4_k_rows4, Some(gemm_8::<Q4K>)),
         q5_k: kquant!(Q5K, q5_k_rows4, Some(gemm_8::<Q5K>)),
-        q6_k: kquant!(Q6K, q6_k_rows4, Some(gemm_8::<Q6K>)),
+        q6_k: kquant!(Q6K, s16_rows4::<Q6K>, Some(gemm_8::<Q6K>)),
     }
 }
 
@@ -911,25 +911,134 @@ unsafe fn k4_rows4_avx2<B: KBlock, const HIGH: bool>(
     out
 }
 
-/// Q6_K's decode kernel: four rows against one Q8_K activation row, the same sums and float
-/// steps as [`kquant_rows`] (so the same bits) with fewer vector ops. Each row's 16 scales are
-/// widened once per super-block into two vectors (scales 0..8 and 8..16 in both 128-bit lanes),
-/// so a group's scale vector (sub-block `2g` in the low lane, `2g + 1` in the high one) is one
-/// in-lane shuffle instead of a shuffle and a widening.
-fn q6_k_rows4(n: usize, w: [&[u8]; 4], a: &[u8]) -> [f32; 4] {
+/// A type with sixteen scales, one per 16-element sub-block (Q2_K, Q3_K, Q6_K), as the lean
+/// decode kernel [`s16_rows4_avx2`] reads it.
+trait Scales16: KBlock {
+    /// The 16 scales as `i16` (offsets removed) and the 16 `i16` factors of the activation's
+    /// `bsums` ([`KBlock::bsum_factors`]).
+    ///
+    /// # Safety
+    /// `w` is a whole block; the CPU has AVX2.
+    unsafe fn scales16(w: *const u8) -> (__m256i, __m256i);
+    /// The unsigned quants of groups `4h .. 4h + 4` (as [`KBlock::group`] gives them).
+    ///
+    /// # Safety
+    /// As for [`Scales16::scales16`]; h < 2.
+    unsafe fn quants4(w: *const u8, h: usize) -> [__m256i; 4];
+}
+
+impl Scales16 for Q6K {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales16(w: *const u8) -> (__m256i, __m256i) {
+        // SAFETY: as the trait requires.
+        let s16 = _mm256_cvtepi8_epi16(unsafe { Q6K::pre(w) });
+        (s16, s16)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quants4(w: *const u8, h: usize) -> [__m256i; 4] {
+        let (m4, m30) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+        // SAFETY: ql is bytes 0..128 and qh 128..192 of the block; h < 2.
+        let (ql0, ql1, qh) = unsafe {
+            (
+                _mm256_loadu_si256(w.add(64 * h).cast()),
+                _mm256_loadu_si256(w.add(64 * h + 32).cast()),
+                _mm256_loadu_si256(w.add(128 + 32 * h).cast()),
+            )
+        };
+        let join = |low: __m256i, high: __m256i| {
+            _mm256_or_si256(_mm256_and_si256(low, m4), _mm256_and_si256(high, m30))
+        };
+        [
+            join(ql0, _mm256_slli_epi16::<4>(qh)),
+            join(ql1, _mm256_slli_epi16::<2>(qh)),
+            join(_mm256_srli_epi16::<4>(ql0), qh),
+            join(_mm256_srli_epi16::<4>(ql1), _mm256_srli_epi16::<2>(qh)),
+        ]
+    }
+}
+
+impl Scales16 for Q3K {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales16(w: *const u8) -> (__m256i, __m256i) {
+        // SAFETY: as the trait requires.
+        let s16 = _mm256_cvtepi8_epi16(unsafe { Q3K::pre(w) });
+        (s16, s16)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quants4(w: *const u8, h: usize) -> [__m256i; 4] {
+        let (m3, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
+        // SAFETY: hmask is bytes 0..32 and the two-bit quants 32..96 of the block; h < 2.
+        let (ql, hm) = unsafe {
+            (
+                _mm256_loadu_si256(w.add(32 + 32 * h).cast()),
+                _mm256_loadu_si256(w.cast()),
+            )
+        };
+        // Group 4h + j: bit 4h + j of each hmask byte to bit 2.
+        let hm = if h == 0 {
+            hm
+        } else {
+            _mm256_srli_epi16::<4>(hm)
+        };
+        let join = |low: __m256i, high: __m256i| {
+            _mm256_or_si256(_mm256_and_si256(low, m3), _mm256_and_si256(high, m4))
+        };
+        [
+            join(ql, _mm256_slli_epi16::<2>(hm)),
+            join(_mm256_srli_epi16::<2>(ql), _mm256_slli_epi16::<1>(hm)),
+            join(_mm256_srli_epi16::<4>(ql), hm),
+            join(_mm256_srli_epi16::<6>(ql), _mm256_srli_epi16::<1>(hm)),
+        ]
+    }
+}
+
+impl Scales16 for Q2K {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales16(w: *const u8) -> (__m256i, __m256i) {
+        // SAFETY: as the trait requires.
+        let (sc, mins) = unsafe { Q2K::pre(w) };
+        (_mm256_cvtepu8_epi16(sc), mins)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quants4(w: *const u8, h: usize) -> [__m256i; 4] {
+        let m3 = _mm256_set1_epi8(3);
+        // SAFETY: the quants are bytes 16..80 of the block; h < 2.
+        let q = unsafe { _mm256_loadu_si256(w.add(16 + 32 * h).cast()) };
+        [
+            _mm256_and_si256(q, m3),
+            _mm256_and_si256(_mm256_srli_epi16::<2>(q), m3),
+            _mm256_and_si256(_mm256_srli_epi16::<4>(q), m3),
+            _mm256_and_si256(_mm256_srli_epi16::<6>(q), m3),
+        ]
+    }
+}
+
+/// The decode kernel of the types with sixteen scales (Q2_K, Q3_K, Q6_K): four rows against one
+/// Q8_K activation row, the same sums and float steps as [`kquant_rows`] (so the same bits) with
+/// fewer vector ops. Each row's 16 scales are widened once per super-block into two vectors
+/// (scales 0..8 and 8..16 in both 128-bit lanes), so a group's scale vector (sub-block `2g` in
+/// the low lane, `2g + 1` in the high one) is one in-lane shuffle instead of a shuffle and a
+/// widening, and the quants of four groups come from one or two loads.
+fn s16_rows4<B: Scales16>(n: usize, w: [&[u8]; 4], a: &[u8]) -> [f32; 4] {
     for wr in w {
-        check_kquant(n, wr.len(), <Q6K as KBlock>::BYTES, a.len());
+        check_kquant(n, wr.len(), B::BYTES, a.len());
     }
     // SAFETY: reachable only through a table built after the AVX2/FMA/F16C check; sizes checked.
-    unsafe { q6_k_rows4_avx2(n / QK_K, w.map(|r| r.as_ptr()), a.as_ptr()) }
+    unsafe { s16_rows4_avx2::<B>(n / QK_K, w.map(|r| r.as_ptr()), a.as_ptr()) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6_k_rows4_avx2(nb: usize, w: [*const u8; 4], a: *const u8) -> [f32; 4] {
-    const BYTES: usize = <Q6K as KBlock>::BYTES;
+unsafe fn s16_rows4_avx2<B: Scales16>(nb: usize, w: [*const u8; 4], a: *const u8) -> [f32; 4] {
     let mut acc = _mm_setzero_ps();
-    let m4 = _mm256_set1_epi8(0x0f);
-    let m30 = _mm256_set1_epi8(0x30);
     // Group k of a half: i16 2k of the low lane, i16 2k + 1 of the high lane, each 8 times.
     let ctl: [__m256i; 4] = std::array::from_fn(|k| {
         let (lo, hi) = ((4 * k) as i16, (4 * k + 2) as i16);
@@ -942,43 +1051,22 @@ unsafe fn q6_k_rows4_avx2(nb: usize, w: [*const u8; 4], a: *const u8) -> [f32; 4
     unsafe {
         for b in 0..nb {
             let ab = a.add(b * Q8_K_BYTES);
-            let wb = w.map(|p| p.add(b * BYTES));
-            prefetch_next_group::<Q6K, 4>(wb, 4 * nb * BYTES);
+            let wb = w.map(|p| p.add(b * B::BYTES));
+            prefetch_next_group::<B, 4>(wb, 4 * nb * B::BYTES);
             let bs = _mm256_loadu_si256(ab.add(260).cast());
             // halves[h][r]: row r's scales 8h..8h + 8 in both lanes.
             let mut halves = [[_mm256_setzero_si256(); 4]; 2];
             let mut bv = [_mm256_setzero_si256(); 4];
             for r in 0..4 {
-                let s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb[r].add(192).cast()));
+                let (s16, factors) = B::scales16(wb[r]);
                 halves[0][r] = _mm256_permute2x128_si256::<0x00>(s16, s16);
                 halves[1][r] = _mm256_permute2x128_si256::<0x11>(s16, s16);
-                bv[r] = _mm256_madd_epi16(s16, bs);
+                bv[r] = _mm256_madd_epi16(factors, bs);
             }
             let mut iv = [_mm256_setzero_si256(); 4];
             for (h, half) in halves.iter().enumerate() {
                 for r in 0..4 {
-                    let ql0 = _mm256_loadu_si256(wb[r].add(64 * h).cast());
-                    let ql1 = _mm256_loadu_si256(wb[r].add(64 * h + 32).cast());
-                    let qh = _mm256_loadu_si256(wb[r].add(128 + 32 * h).cast());
-                    let q = [
-                        _mm256_or_si256(
-                            _mm256_and_si256(ql0, m4),
-                            _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(ql1, m4),
-                            _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
-                            _mm256_and_si256(qh, m30),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
-                            _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
-                        ),
-                    ];
-                    for (sg, qs) in q.into_iter().enumerate() {
+                    for (sg, qs) in B::quants4(wb[r], h).into_iter().enumerate() {
                         let g = 4 * h + sg;
                         let av = _mm256_loadu_si256(ab.add(4 + 32 * g).cast());
                         let sc = _mm256_shuffle_epi8(half[r], ctl[sg]);
@@ -987,9 +1075,13 @@ unsafe fn q6_k_rows4_avx2(nb: usize, w: [*const u8; 4], a: *const u8) -> [f32; 4
                     }
                 }
             }
-            let dw = f16x4(wb.map(|p| f16_bits(p.add(<Q6K as KBlock>::D))));
-            let z = _mm_setzero_ps();
-            acc = accumulate::<Q6K>(acc, dw, z, act_scale(ab), finish::<Q6K>(iv, bv));
+            let dw = f16x4(wb.map(|p| f16_bits(p.add(B::D))));
+            let dmin = if B::MINS {
+                f16x4(wb.map(|p| f16_bits(p.add(B::DMIN))))
+            } else {
+                _mm_setzero_ps()
+            };
+            acc = accumulate::<B>(acc, dw, dmin, act_scale(ab), finish::<B>(iv, bv));
         }
     }
     let mut out = [0.0f32; 4];
