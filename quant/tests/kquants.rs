@@ -620,3 +620,21 @@ fn q5_k_gemm_8_matches_the_spec() {
         assert!(checked > 0, "the AVX2 table has a Q5_K gemm_8");
     }
 }
+
+/// [`check_gemm_8`] for Q3_K: every quant at +3 (0xff, high bits set) or -4 (0x00), with the
+/// packed scales all ones (every scale +31) or all zeros (-32), mixed bytes, a ramp.
+#[test]
+fn q3_k_gemm_8_matches_the_spec() {
+    let t = TYPES[4];
+    assert_eq!(t.ty, GgmlType::Q3K);
+    let ramp: Vec<u8> = (0..=255).collect();
+    let sets: [&[u8]; 4] = [&[0xff], &[0x00], &[0x00, 0xff, 0x0f], &ramp];
+    let checked = check_gemm_8(t, &sets, |wi, r, blk| {
+        if wi < 2 {
+            blk[96..108].fill(if (r + wi) % 2 == 0 { 0xff } else { 0x00 });
+        }
+    });
+    if kernels::available().contains(&Isa::Avx2) {
+        assert!(checked > 0, "the AVX2 table has a Q3_K gemm_8");
+    }
+}

@@ -77,7 +77,7 @@ pub(super) fn kernels() -> KQuantKernels {
     KQuantKernels {
         quantize_row_q8_k,
         q2_k: kquant!(Q2K, s16_rows4::<Q2K>, None),
-        q3_k: kquant!(Q3K, s16_rows4::<Q3K>, None),
+        q3_k: kquant!(Q3K, s16_rows4::<Q3K>, Some(gemm_8::<Q3K>)),
         q4_k: kquant!(Q4K, q4_k_rows4, Some(gemm_8::<Q4K>)),
         q5_k: kquant!(Q5K, q5_k_rows4, Some(gemm_8::<Q5K>)),
         q6_k: kquant!(Q6K, s16_rows4::<Q6K>, Some(gemm_8::<Q6K>)),
@@ -1800,6 +1800,131 @@ pub(super) const Q6_PK_SCALES: usize = 64;
 pub(super) const Q6_PK_OFFSETS: usize = 80;
 pub(super) const Q6_PK_D: usize = 88;
 
+/// The scale part of a packed super-block of the sixteen-scale types (see [`Q6_PK_SCALES`]) from
+/// the eight rows' 16 i8 scales `s[i]`: `[64 + j]` sub-block `j`'s scale in both `i16` halves of
+/// each lane, `[80 + p]` `2^SHIFT · sc` of sub-blocks `2p` and `2p + 1` as an `i16` pair (the
+/// offset that made the quants unsigned: Q6_K 32, Q3_K 4).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pack_scales16<const SHIFT: i32>(s: [__m128i; 8], pk: &mut [__m256i; PACKED_VECS]) {
+    // An 8×16 byte transpose (rows → sub-blocks) by unpacks; `c` ends up with sub-blocks j (low
+    // 64 bits) and j + 1 (high), rows 0..8 in byte order.
+    for half in 0..2 {
+        let pair = |x: __m128i, y: __m128i| {
+            if half == 0 {
+                _mm_unpacklo_epi8(x, y)
+            } else {
+                _mm_unpackhi_epi8(x, y)
+            }
+        };
+        // Sub-blocks 8 half + 0..8, rows (0, 1), (2, 3), (4, 5), (6, 7) as byte pairs.
+        let a = [
+            pair(s[0], s[1]),
+            pair(s[2], s[3]),
+            pair(s[4], s[5]),
+            pair(s[6], s[7]),
+        ];
+        let b0 = _mm_unpacklo_epi16(a[0], a[1]);
+        let b1 = _mm_unpackhi_epi16(a[0], a[1]);
+        let b2 = _mm_unpacklo_epi16(a[2], a[3]);
+        let b3 = _mm_unpackhi_epi16(a[2], a[3]);
+        let c = [
+            _mm_unpacklo_epi32(b0, b2),
+            _mm_unpackhi_epi32(b0, b2),
+            _mm_unpacklo_epi32(b1, b3),
+            _mm_unpackhi_epi32(b1, b3),
+        ];
+        for (q, x) in c.into_iter().enumerate() {
+            let j = 8 * half + 2 * q;
+            pk[Q6_PK_SCALES + j] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, x));
+            pk[Q6_PK_SCALES + j + 1] = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x, x));
+            let sp = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, _mm_srli_si128::<8>(x)));
+            pk[Q6_PK_OFFSETS + j / 2] = _mm256_slli_epi16::<SHIFT>(sp);
+        }
+    }
+}
+
+/// The eight rows' f16 `d` at byte `off` of their blocks (row `i` at `wb + i·row_bytes`), as f32.
+///
+/// # Safety
+/// The CPU has AVX2/F16C; the eight blocks are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_d8(wb: *const u8, row_bytes: usize, off: usize) -> __m256i {
+    // SAFETY: as the caller vouches (unaligned reads).
+    let d = |i: usize| unsafe { wb.add(i * row_bytes + off).cast::<i16>().read_unaligned() };
+    let d = _mm_setr_epi16(d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7));
+    _mm256_castps_si256(_mm256_cvtph_ps(d))
+}
+
+/// Q3_K in lanes: the quants `q + 4` (0..7) in Q6_K's packed layout, its scales with the offset 4,
+/// and Q6_K's tile.
+impl Lanes for Q3K {
+    type Vec = __m256i;
+    type Acc = __m256;
+    const ROWS: usize = 8;
+    const TILE: usize = LANES_TOKENS;
+    const BYTES: usize = 110;
+    const PAIRS: usize = 0;
+
+    fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m256>>> {
+        &LANES_ACC
+    }
+
+    /// Group `4h + j` (element `l` of it): its low two bits are bits `2j` of `qs[32h + l]`, its
+    /// high bit bit `4h + j` of `hmask[l]` (see the [`KBlock`] impl); the 16 bytes from `l = 16u`
+    /// of `qs[32h..]` and of `hmask`, transposed, give chunks `4u..4u + 4` of groups `4h..4h + 4`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+        let (m3, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
+        // SAFETY: per the contract: hmask is bytes 0..32 of each block, qs 32..96, the scales
+        // 96..108 and d 108..110 (16-bit shifts: the masks drop what crosses bytes).
+        unsafe {
+            for u in 0..2 {
+                let hb = transpose8x4(wb, row_bytes, 16 * u);
+                for h in 0..2 {
+                    let ql = transpose8x4(wb, row_bytes, 32 + 32 * h + 16 * u);
+                    for m in 0..4 {
+                        let (q, hm) = (ql[m], hb[m]);
+                        let hm = if h == 0 {
+                            hm
+                        } else {
+                            _mm256_srli_epi16::<4>(hm)
+                        };
+                        let join = |low: __m256i, high: __m256i| {
+                            _mm256_or_si256(_mm256_and_si256(low, m3), _mm256_and_si256(high, m4))
+                        };
+                        // Sub-block 2g + u, chunk m: [4 (2g + u) + m].
+                        let at = |j: usize| 4 * (2 * (4 * h + j) + u) + m;
+                        pk[at(0)] = join(q, _mm256_slli_epi16::<2>(hm));
+                        pk[at(1)] = join(_mm256_srli_epi16::<2>(q), _mm256_slli_epi16::<1>(hm));
+                        pk[at(2)] = join(_mm256_srli_epi16::<4>(q), hm);
+                        pk[at(3)] = join(_mm256_srli_epi16::<6>(q), _mm256_srli_epi16::<1>(hm));
+                    }
+                }
+            }
+            let s: [__m128i; 8] = std::array::from_fn(|i| Q3K::pre(wb.add(i * row_bytes)));
+            pack_scales16::<2>(s, pk);
+            pk[Q6_PK_D] = pack_d8(wb, row_bytes, 108);
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        pk: &[__m256i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        pairs: *const i32,
+        pstride: usize,
+        acc: *mut __m256,
+    ) {
+        // SAFETY: as the trait requires (the same packed layout as Q6_K's).
+        unsafe { <Q6K as Lanes>::tile::<T>(pk, ab, arb, pairs, pstride, acc) }
+    }
+}
+
 impl Lanes for Q6K {
     type Vec = __m256i;
     type Acc = __m256;
@@ -1848,53 +1973,9 @@ impl Lanes for Q6K {
                     }
                 }
             }
-            // Scales: an 8×16 byte transpose (rows → sub-blocks) by unpacks; `c` ends up with
-            // sub-blocks j (low 64 bits) and j + 1 (high), rows 0..8 in byte order.
             let s: [__m128i; 8] = std::array::from_fn(|i| _mm_loadu_si128(row(i).add(192).cast()));
-            for half in 0..2 {
-                let pair = |x: __m128i, y: __m128i| {
-                    if half == 0 {
-                        _mm_unpacklo_epi8(x, y)
-                    } else {
-                        _mm_unpackhi_epi8(x, y)
-                    }
-                };
-                // Sub-blocks 8 half + 0..8, rows (0, 1), (2, 3), (4, 5), (6, 7) as byte pairs.
-                let a = [
-                    pair(s[0], s[1]),
-                    pair(s[2], s[3]),
-                    pair(s[4], s[5]),
-                    pair(s[6], s[7]),
-                ];
-                let b0 = _mm_unpacklo_epi16(a[0], a[1]);
-                let b1 = _mm_unpackhi_epi16(a[0], a[1]);
-                let b2 = _mm_unpacklo_epi16(a[2], a[3]);
-                let b3 = _mm_unpackhi_epi16(a[2], a[3]);
-                let c = [
-                    _mm_unpacklo_epi32(b0, b2),
-                    _mm_unpackhi_epi32(b0, b2),
-                    _mm_unpacklo_epi32(b1, b3),
-                    _mm_unpackhi_epi32(b1, b3),
-                ];
-                for (q, x) in c.into_iter().enumerate() {
-                    let j = 8 * half + 2 * q;
-                    pk[Q6_PK_SCALES + j] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, x));
-                    pk[Q6_PK_SCALES + j + 1] = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x, x));
-                    let sp = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, _mm_srli_si128::<8>(x)));
-                    pk[Q6_PK_OFFSETS + j / 2] = _mm256_slli_epi16::<5>(sp);
-                }
-            }
-            let d = _mm_setr_epi16(
-                row(0).add(208).cast::<i16>().read_unaligned(),
-                row(1).add(208).cast::<i16>().read_unaligned(),
-                row(2).add(208).cast::<i16>().read_unaligned(),
-                row(3).add(208).cast::<i16>().read_unaligned(),
-                row(4).add(208).cast::<i16>().read_unaligned(),
-                row(5).add(208).cast::<i16>().read_unaligned(),
-                row(6).add(208).cast::<i16>().read_unaligned(),
-                row(7).add(208).cast::<i16>().read_unaligned(),
-            );
-            pk[Q6_PK_D] = _mm256_castps_si256(_mm256_cvtph_ps(d));
+            pack_scales16::<5>(s, pk);
+            pk[Q6_PK_D] = pack_d8(wb, row_bytes, 208);
         }
     }
 
