@@ -560,11 +560,11 @@ const KQUANT_LANES_MIN_TOKENS: usize = 5;
 /// per output super-block, `gemm_4` → `gemm_8`). Q6_K's `gemm_4` pays more per token (its 16
 /// scales, the horizontal adds), so its `gemm_8` wins from 2 tokens (2: 11.4 → 10.0, 3: 9.6 →
 /// 7.5, 4: 8.2 → 7.0). Q5_K's packing (the fifth bits) pays from 6 (5: 6.6 → 7.1, 6: 6.1 → 5.7,
-/// 7: 6.0 → 5.3). Q3_K shares Q6_K's packed layout and tile, and its `gemm_4` decodes the same
-/// 16 scales: it takes Q6_K's cut-off (not measured on its own).
+/// 7: 6.0 → 5.3). Q2_K and Q3_K share Q6_K's packed layout and tile, and their `gemm_4` decodes
+/// the same 16 scales: they take Q6_K's cut-off (not measured on their own).
 fn kquant_lanes_min_tokens(ty: GgmlType) -> usize {
     match ty {
-        GgmlType::Q6K | GgmlType::Q3K => 2,
+        GgmlType::Q6K | GgmlType::Q3K | GgmlType::Q2K => 2,
         GgmlType::Q5K => 6,
         _ => KQUANT_LANES_MIN_TOKENS,
     }

@@ -638,3 +638,21 @@ fn q3_k_gemm_8_matches_the_spec() {
         assert!(checked > 0, "the AVX2 table has a Q3_K gemm_8");
     }
 }
+
+/// [`check_gemm_8`] for Q2_K: every quant 3 (0xff) or 0 with every scale and min 15 or 0
+/// (alternating by row), mixed bytes, a ramp.
+#[test]
+fn q2_k_gemm_8_matches_the_spec() {
+    let t = TYPES[3];
+    assert_eq!(t.ty, GgmlType::Q2K);
+    let ramp: Vec<u8> = (0..=255).collect();
+    let sets: [&[u8]; 4] = [&[0xff], &[0x00], &[0x00, 0xff, 0x0f], &ramp];
+    let checked = check_gemm_8(t, &sets, |wi, r, blk| {
+        if wi < 2 {
+            blk[..16].fill(if (r + wi) % 2 == 0 { 0xff } else { 0x0f });
+        }
+    });
+    if kernels::available().contains(&Isa::Avx2) {
+        assert!(checked > 0, "the AVX2 table has a Q2_K gemm_8");
+    }
+}

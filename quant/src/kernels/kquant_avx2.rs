@@ -76,7 +76,7 @@ macro_rules! unroll4 {
 pub(super) fn kernels() -> KQuantKernels {
     KQuantKernels {
         quantize_row_q8_k,
-        q2_k: kquant!(Q2K, s16_rows4::<Q2K>, None),
+        q2_k: kquant!(Q2K, s16_rows4::<Q2K>, Some(gemm_8::<Q2K>)),
         q3_k: kquant!(Q3K, s16_rows4::<Q3K>, Some(gemm_8::<Q3K>)),
         q4_k: kquant!(Q4K, q4_k_rows4, Some(gemm_8::<Q4K>)),
         q5_k: kquant!(Q5K, q5_k_rows4, Some(gemm_8::<Q5K>)),
@@ -1310,7 +1310,7 @@ const LANES_TOKENS: usize = 4;
 /// 4096-wide matrix) stay in L2 while every row group reads them.
 pub(super) const LANES_CHUNK: usize = 64;
 /// Vectors of one packed super-block of eight rows (the most any [`Lanes`] type uses: Q6_K's).
-pub(super) const PACKED_VECS: usize = Q6_PK_D + 1;
+pub(super) const PACKED_VECS: usize = Q2_PK_DMIN + 1;
 
 /// A K-quant type with a rows-in-lanes kernel: a super-block of `ROWS` rows is packed once (row
 /// `i` in 32-bit lane `i` of every vector) and read by every tile of tokens. The AVX2 types here
@@ -1799,6 +1799,8 @@ k4_lanes!(Q5K, 176, true);
 pub(super) const Q6_PK_SCALES: usize = 64;
 pub(super) const Q6_PK_OFFSETS: usize = 80;
 pub(super) const Q6_PK_D: usize = 88;
+/// Q2_K's packed super-block is Q6_K's with its mins where Q6_K has its offsets, and `dmin` here.
+pub(super) const Q2_PK_DMIN: usize = 89;
 
 /// The scale part of a packed super-block of the sixteen-scale types (see [`Q6_PK_SCALES`]) from
 /// the eight rows' 16 i8 scales `s[i]`: `[64 + j]` sub-block `j`'s scale in both `i16` halves of
@@ -1807,8 +1809,35 @@ pub(super) const Q6_PK_D: usize = 88;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn pack_scales16<const SHIFT: i32>(s: [__m128i; 8], pk: &mut [__m256i; PACKED_VECS]) {
-    // An 8×16 byte transpose (rows → sub-blocks) by unpacks; `c` ends up with sub-blocks j (low
-    // 64 bits) and j + 1 (high), rows 0..8 in byte order.
+    pack_scales_offsets16::<SHIFT>(s, s, pk);
+}
+
+/// [`pack_scales16`] with the pairs at `[80 + p]` made from `o` (Q2_K: its mins) instead of `s`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pack_scales_offsets16<const SHIFT: i32>(
+    s: [__m128i; 8],
+    o: [__m128i; 8],
+    pk: &mut [__m256i; PACKED_VECS],
+) {
+    let sc = transpose8x16(s);
+    let off = transpose8x16(o);
+    for q in 0..8 {
+        let (x, y) = (sc[q], off[q]);
+        let j = 2 * q;
+        pk[Q6_PK_SCALES + j] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, x));
+        pk[Q6_PK_SCALES + j + 1] = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x, x));
+        let sp = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(y, _mm_srli_si128::<8>(y)));
+        pk[Q6_PK_OFFSETS + q] = _mm256_slli_epi16::<SHIFT>(sp);
+    }
+}
+
+/// An 8×16 byte transpose by unpacks: from the eight rows' 16 bytes, vector `q` holds bytes
+/// `2q` (low 64 bits) and `2q + 1` (high) of rows 0..8, in row order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn transpose8x16(s: [__m128i; 8]) -> [__m128i; 8] {
+    let mut out = [_mm_setzero_si128(); 8];
     for half in 0..2 {
         let pair = |x: __m128i, y: __m128i| {
             if half == 0 {
@@ -1835,13 +1864,10 @@ fn pack_scales16<const SHIFT: i32>(s: [__m128i; 8], pk: &mut [__m256i; PACKED_VE
             _mm_unpackhi_epi32(b1, b3),
         ];
         for (q, x) in c.into_iter().enumerate() {
-            let j = 8 * half + 2 * q;
-            pk[Q6_PK_SCALES + j] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, x));
-            pk[Q6_PK_SCALES + j + 1] = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x, x));
-            let sp = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, _mm_srli_si128::<8>(x)));
-            pk[Q6_PK_OFFSETS + j / 2] = _mm256_slli_epi16::<SHIFT>(sp);
+            out[4 * half + q] = x;
         }
     }
+    out
 }
 
 /// The eight rows' f16 `d` at byte `off` of their blocks (row `i` at `wb + i·row_bytes`), as f32.
@@ -1916,12 +1942,73 @@ impl Lanes for Q3K {
         pk: &[__m256i; PACKED_VECS],
         ab: *const u8,
         arb: usize,
-        pairs: *const i32,
-        pstride: usize,
+        _: *const i32,
+        _: usize,
         acc: *mut __m256,
     ) {
         // SAFETY: as the trait requires (the same packed layout as Q6_K's).
-        unsafe { <Q6K as Lanes>::tile::<T>(pk, ab, arb, pairs, pstride, acc) }
+        unsafe { s16_packed_tile::<T, false>(pk, ab, arb, acc) }
+    }
+}
+
+/// Q2_K in lanes: Q6_K's packed layout with the quants 0..3, the 4-bit scales, the 4-bit mins
+/// where Q6_K has its offsets and `dmin` at [`Q2_PK_DMIN`]; Q6_K's tile with the min term.
+impl Lanes for Q2K {
+    type Vec = __m256i;
+    type Acc = __m256;
+    const ROWS: usize = 8;
+    const TILE: usize = LANES_TOKENS;
+    const BYTES: usize = 84;
+    const PAIRS: usize = 0;
+
+    fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m256>>> {
+        &LANES_ACC
+    }
+
+    /// Group `4h + j` (element `l` of it) is bits `2j` of `qs[32h + l]`: the 16 bytes from
+    /// `l = 16u` of `qs[32h..]`, transposed, give chunks `4u..4u + 4` of groups `4h..4h + 4`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+        let m3 = _mm256_set1_epi8(3);
+        let m4 = _mm_set1_epi8(0x0f);
+        // SAFETY: per the contract: the scales are bytes 0..16 of each block, qs 16..80, d and
+        // dmin 80..84 (16-bit shifts: the masks drop what crosses bytes).
+        unsafe {
+            for u in 0..2 {
+                for h in 0..2 {
+                    let ql = transpose8x4(wb, row_bytes, 16 + 32 * h + 16 * u);
+                    for (m, &q) in ql.iter().enumerate() {
+                        let at = |j: usize| 4 * (2 * (4 * h + j) + u) + m;
+                        pk[at(0)] = _mm256_and_si256(q, m3);
+                        pk[at(1)] = _mm256_and_si256(_mm256_srli_epi16::<2>(q), m3);
+                        pk[at(2)] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m3);
+                        pk[at(3)] = _mm256_and_si256(_mm256_srli_epi16::<6>(q), m3);
+                    }
+                }
+            }
+            let raw: [__m128i; 8] =
+                std::array::from_fn(|i| _mm_loadu_si128(wb.add(i * row_bytes).cast()));
+            let sc = raw.map(|x| _mm_and_si128(x, m4));
+            let mins = raw.map(|x| _mm_and_si128(_mm_srli_epi16::<4>(x), m4));
+            pack_scales_offsets16::<0>(sc, mins, pk);
+            pk[Q6_PK_D] = pack_d8(wb, row_bytes, 80);
+            pk[Q2_PK_DMIN] = pack_d8(wb, row_bytes, 82);
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        pk: &[__m256i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        _: *const i32,
+        _: usize,
+        acc: *mut __m256,
+    ) {
+        // SAFETY: as the trait requires.
+        unsafe { s16_packed_tile::<T, true>(pk, ab, arb, acc) }
     }
 }
 
@@ -1979,14 +2066,6 @@ impl Lanes for Q6K {
         }
     }
 
-    /// Each packed vector of quants meets its four activation bytes broadcast to every lane;
-    /// `maddubs` of `q + 32` (0..63) gives pairs of at most 2·63·128 = 16128, so two add up in
-    /// `i16` (≤ 32256) before a `madd` with the sub-block's scale vector widens them to `i32`
-    /// (two per sub-block). The offset `−32·Σ_j sc_j·bsum_j`: one `madd` per two sub-blocks of
-    /// the `32·sc` pairs with the activation's `bsums` pair (two `i16` side by side in the Q8_K
-    /// block: one broadcast). The float step is the spec's, lane by lane.
-    // Index loops over the small fixed arrays: after unrolling every index is a constant.
-    #[allow(clippy::needless_range_loop)]
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile<const T: usize>(
@@ -1997,36 +2076,72 @@ impl Lanes for Q6K {
         _: usize,
         acc: *mut __m256,
     ) {
-        // SAFETY: per the contract.
-        unsafe {
-            let bcast = |p: *const u8| _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
-            let mut isum = [_mm256_setzero_si256(); T];
-            for j in 0..16 {
-                let sc = pk[Q6_PK_SCALES + j];
-                for u in 0..2 {
-                    let (w0, w1) = (pk[4 * j + 2 * u], pk[4 * j + 2 * u + 1]);
-                    for t in 0..T {
-                        let p = ab.add(t * arb + 4 + 16 * j + 8 * u);
-                        let s = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(w0, bcast(p)),
-                            _mm256_maddubs_epi16(w1, bcast(p.add(4))),
-                        );
-                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s, sc));
-                    }
+        // SAFETY: as the trait requires.
+        unsafe { s16_packed_tile::<T, false>(pk, ab, arb, acc) }
+    }
+}
+
+/// The tile of the sixteen-scale types in lanes (Q2_K, Q3_K, Q6_K) over `T` tokens (their Q8_K
+/// blocks at `ab + t·arb`), added to `acc[t]`.
+///
+/// Each packed vector of quants meets its four activation bytes broadcast to every lane;
+/// `maddubs` of the unsigned quants (at most 63) gives pairs of at most 2·63·128 = 16128, so two
+/// add up in `i16` (≤ 32256) before a `madd` with the sub-block's scale vector widens them to
+/// `i32` (two per sub-block). The `[80 + p]` pairs meet the activation's `bsums` pairs (two `i16`
+/// side by side in the Q8_K block: one broadcast) in one `madd` per two sub-blocks: without
+/// `MINS` that is the offset `2^k·Σ_j sc_j·bsum_j`, taken off the integer sum; with `MINS`
+/// (Q2_K) the min sum `Σ_j m_j·bsum_j`, taken off in the float step with `dmin`. The float step
+/// is the spec's, lane by lane.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; `pk` is a packed super-block of the type; the T activation blocks
+/// are readable and `acc` holds T accumulators.
+// Index loops over the small fixed arrays: after unrolling every index is a constant.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn s16_packed_tile<const T: usize, const MINS: bool>(
+    pk: &[__m256i; PACKED_VECS],
+    ab: *const u8,
+    arb: usize,
+    acc: *mut __m256,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let bcast = |p: *const u8| _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
+        let mut isum = [_mm256_setzero_si256(); T];
+        for j in 0..16 {
+            let sc = pk[Q6_PK_SCALES + j];
+            for u in 0..2 {
+                let (w0, w1) = (pk[4 * j + 2 * u], pk[4 * j + 2 * u + 1]);
+                for t in 0..T {
+                    let p = ab.add(t * arb + 4 + 16 * j + 8 * u);
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(w0, bcast(p)),
+                        _mm256_maddubs_epi16(w1, bcast(p.add(4))),
+                    );
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s, sc));
                 }
             }
-            let dw = _mm256_castsi256_ps(pk[Q6_PK_D]);
-            for t in 0..T {
-                let at = ab.add(t * arb);
-                let mut off = _mm256_madd_epi16(pk[Q6_PK_OFFSETS], bcast(at.add(260)));
-                for p in 1..8 {
-                    let m = _mm256_madd_epi16(pk[Q6_PK_OFFSETS + p], bcast(at.add(260 + 4 * p)));
-                    off = _mm256_add_epi32(off, m);
-                }
+        }
+        let dw = _mm256_castsi256_ps(pk[Q6_PK_D]);
+        for t in 0..T {
+            let at = ab.add(t * arb);
+            let mut off = _mm256_madd_epi16(pk[Q6_PK_OFFSETS], bcast(at.add(260)));
+            for p in 1..8 {
+                let m = _mm256_madd_epi16(pk[Q6_PK_OFFSETS + p], bcast(at.add(260 + 4 * p)));
+                off = _mm256_add_epi32(off, m);
+            }
+            let da = _mm256_set1_ps(at.cast::<f32>().read_unaligned());
+            let o = acc.add(t);
+            if MINS {
+                let dmin = _mm256_castsi256_ps(pk[Q2_PK_DMIN]);
+                let x = _mm256_mul_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(isum[t]));
+                let y = _mm256_mul_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(off));
+                *o = _mm256_add_ps(*o, _mm256_sub_ps(x, y));
+            } else {
                 let isum = _mm256_sub_epi32(isum[t], off);
-                let da = _mm256_set1_ps(at.cast::<f32>().read_unaligned());
                 let x = _mm256_mul_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(isum));
-                let o = acc.add(t);
                 *o = _mm256_add_ps(*o, x);
             }
         }
