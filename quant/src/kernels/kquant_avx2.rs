@@ -1883,203 +1883,181 @@ unsafe fn pack_d8(wb: *const u8, row_bytes: usize, off: usize) -> __m256i {
     _mm256_castps_si256(_mm256_cvtph_ps(d))
 }
 
+/// The [`Lanes`] impl of a sixteen-scale type (`$t`, `$bytes` a block): its pack function and
+/// [`s16_packed_tile`] (`$mins`: with the min term, Q2_K).
+macro_rules! s16_lanes {
+    ($t:ty, $bytes:expr, $pack:ident, $mins:expr) => {
+        impl Lanes for $t {
+            type Vec = __m256i;
+            type Acc = __m256;
+            const ROWS: usize = 8;
+            const TILE: usize = LANES_TOKENS;
+            const BYTES: usize = $bytes;
+            const PAIRS: usize = 0;
+
+            fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m256>>> {
+                &LANES_ACC
+            }
+
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+                // SAFETY: as the trait requires.
+                unsafe { $pack(wb, row_bytes, pk) }
+            }
+
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn tile<const T: usize>(
+                pk: &[__m256i; PACKED_VECS],
+                ab: *const u8,
+                arb: usize,
+                _: *const i32,
+                _: usize,
+                acc: *mut __m256,
+            ) {
+                // SAFETY: as the trait requires.
+                unsafe { s16_packed_tile::<T, $mins>(pk, ab, arb, acc) }
+            }
+        }
+    };
+}
+
 /// Q3_K in lanes: the quants `q + 4` (0..7) in Q6_K's packed layout, its scales with the offset 4,
 /// and Q6_K's tile.
-impl Lanes for Q3K {
-    type Vec = __m256i;
-    type Acc = __m256;
-    const ROWS: usize = 8;
-    const TILE: usize = LANES_TOKENS;
-    const BYTES: usize = 110;
-    const PAIRS: usize = 0;
-
-    fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m256>>> {
-        &LANES_ACC
-    }
-
-    /// Group `4h + j` (element `l` of it): its low two bits are bits `2j` of `qs[32h + l]`, its
-    /// high bit bit `4h + j` of `hmask[l]` (see the [`KBlock`] impl); the 16 bytes from `l = 16u`
-    /// of `qs[32h..]` and of `hmask`, transposed, give chunks `4u..4u + 4` of groups `4h..4h + 4`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
-        let (m3, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
-        // SAFETY: per the contract: hmask is bytes 0..32 of each block, qs 32..96, the scales
-        // 96..108 and d 108..110 (16-bit shifts: the masks drop what crosses bytes).
-        unsafe {
-            for u in 0..2 {
-                let hb = transpose8x4(wb, row_bytes, 16 * u);
-                for h in 0..2 {
-                    let ql = transpose8x4(wb, row_bytes, 32 + 32 * h + 16 * u);
-                    for m in 0..4 {
-                        let (q, hm) = (ql[m], hb[m]);
-                        let hm = if h == 0 {
-                            hm
-                        } else {
-                            _mm256_srli_epi16::<4>(hm)
-                        };
-                        let join = |low: __m256i, high: __m256i| {
-                            _mm256_or_si256(_mm256_and_si256(low, m3), _mm256_and_si256(high, m4))
-                        };
-                        // Sub-block 2g + u, chunk m: [4 (2g + u) + m].
-                        let at = |j: usize| 4 * (2 * (4 * h + j) + u) + m;
-                        pk[at(0)] = join(q, _mm256_slli_epi16::<2>(hm));
-                        pk[at(1)] = join(_mm256_srli_epi16::<2>(q), _mm256_slli_epi16::<1>(hm));
-                        pk[at(2)] = join(_mm256_srli_epi16::<4>(q), hm);
-                        pk[at(3)] = join(_mm256_srli_epi16::<6>(q), _mm256_srli_epi16::<1>(hm));
-                    }
+///
+/// Group `4h + j` (element `l` of it): its low two bits are bits `2j` of `qs[32h + l]`, its
+/// high bit bit `4h + j` of `hmask[l]` (see the [`KBlock`] impl); the 16 bytes from `l = 16u`
+/// of `qs[32h..]` and of `hmask`, transposed, give chunks `4u..4u + 4` of groups `4h..4h + 4`.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; the eight 110-byte blocks at `wb + i·row_bytes` are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q3_k_pack_lanes(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+    let (m3, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
+    // SAFETY: per the contract: hmask is bytes 0..32 of each block, qs 32..96, the scales
+    // 96..108 and d 108..110 (16-bit shifts: the masks drop what crosses bytes).
+    unsafe {
+        for u in 0..2 {
+            let hb = transpose8x4(wb, row_bytes, 16 * u);
+            for h in 0..2 {
+                let ql = transpose8x4(wb, row_bytes, 32 + 32 * h + 16 * u);
+                for m in 0..4 {
+                    let (q, hm) = (ql[m], hb[m]);
+                    let hm = if h == 0 {
+                        hm
+                    } else {
+                        _mm256_srli_epi16::<4>(hm)
+                    };
+                    let join = |low: __m256i, high: __m256i| {
+                        _mm256_or_si256(_mm256_and_si256(low, m3), _mm256_and_si256(high, m4))
+                    };
+                    // Sub-block 2g + u, chunk m: [4 (2g + u) + m].
+                    let at = |j: usize| 4 * (2 * (4 * h + j) + u) + m;
+                    pk[at(0)] = join(q, _mm256_slli_epi16::<2>(hm));
+                    pk[at(1)] = join(_mm256_srli_epi16::<2>(q), _mm256_slli_epi16::<1>(hm));
+                    pk[at(2)] = join(_mm256_srli_epi16::<4>(q), hm);
+                    pk[at(3)] = join(_mm256_srli_epi16::<6>(q), _mm256_srli_epi16::<1>(hm));
                 }
             }
-            let s: [__m128i; 8] = std::array::from_fn(|i| Q3K::pre(wb.add(i * row_bytes)));
-            pack_scales16::<2>(s, pk);
-            pk[Q6_PK_D] = pack_d8(wb, row_bytes, 108);
         }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn tile<const T: usize>(
-        pk: &[__m256i; PACKED_VECS],
-        ab: *const u8,
-        arb: usize,
-        _: *const i32,
-        _: usize,
-        acc: *mut __m256,
-    ) {
-        // SAFETY: as the trait requires (the same packed layout as Q6_K's).
-        unsafe { s16_packed_tile::<T, false>(pk, ab, arb, acc) }
+        let s: [__m128i; 8] = std::array::from_fn(|i| Q3K::pre(wb.add(i * row_bytes)));
+        pack_scales16::<2>(s, pk);
+        pk[Q6_PK_D] = pack_d8(wb, row_bytes, 108);
     }
 }
+
+s16_lanes!(Q3K, 110, q3_k_pack_lanes, false);
 
 /// Q2_K in lanes: Q6_K's packed layout with the quants 0..3, the 4-bit scales, the 4-bit mins
 /// where Q6_K has its offsets and `dmin` at [`Q2_PK_DMIN`]; Q6_K's tile with the min term.
-impl Lanes for Q2K {
-    type Vec = __m256i;
-    type Acc = __m256;
-    const ROWS: usize = 8;
-    const TILE: usize = LANES_TOKENS;
-    const BYTES: usize = 84;
-    const PAIRS: usize = 0;
-
-    fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m256>>> {
-        &LANES_ACC
-    }
-
-    /// Group `4h + j` (element `l` of it) is bits `2j` of `qs[32h + l]`: the 16 bytes from
-    /// `l = 16u` of `qs[32h..]`, transposed, give chunks `4u..4u + 4` of groups `4h..4h + 4`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
-        let m3 = _mm256_set1_epi8(3);
-        let m4 = _mm_set1_epi8(0x0f);
-        // SAFETY: per the contract: the scales are bytes 0..16 of each block, qs 16..80, d and
-        // dmin 80..84 (16-bit shifts: the masks drop what crosses bytes).
-        unsafe {
-            for u in 0..2 {
-                for h in 0..2 {
-                    let ql = transpose8x4(wb, row_bytes, 16 + 32 * h + 16 * u);
-                    for (m, &q) in ql.iter().enumerate() {
-                        let at = |j: usize| 4 * (2 * (4 * h + j) + u) + m;
-                        pk[at(0)] = _mm256_and_si256(q, m3);
-                        pk[at(1)] = _mm256_and_si256(_mm256_srli_epi16::<2>(q), m3);
-                        pk[at(2)] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m3);
-                        pk[at(3)] = _mm256_and_si256(_mm256_srli_epi16::<6>(q), m3);
-                    }
-                }
-            }
-            let raw: [__m128i; 8] =
-                std::array::from_fn(|i| _mm_loadu_si128(wb.add(i * row_bytes).cast()));
-            let sc = raw.map(|x| _mm_and_si128(x, m4));
-            let mins = raw.map(|x| _mm_and_si128(_mm_srli_epi16::<4>(x), m4));
-            pack_scales_offsets16::<0>(sc, mins, pk);
-            pk[Q6_PK_D] = pack_d8(wb, row_bytes, 80);
-            pk[Q2_PK_DMIN] = pack_d8(wb, row_bytes, 82);
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn tile<const T: usize>(
-        pk: &[__m256i; PACKED_VECS],
-        ab: *const u8,
-        arb: usize,
-        _: *const i32,
-        _: usize,
-        acc: *mut __m256,
-    ) {
-        // SAFETY: as the trait requires.
-        unsafe { s16_packed_tile::<T, true>(pk, ab, arb, acc) }
-    }
-}
-
-impl Lanes for Q6K {
-    type Vec = __m256i;
-    type Acc = __m256;
-    const ROWS: usize = 8;
-    const TILE: usize = LANES_TOKENS;
-    const BYTES: usize = 210;
-    const PAIRS: usize = 0;
-
-    fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m256>>> {
-        &LANES_ACC
-    }
-
-    /// Element `128h + 32s + l` (group `4h + s`) has its low 4 bits in nibble `s / 2` of
-    /// `ql[64h + 32 (s % 2) + l]` and its high 2 bits at bits `2s..` of `qh[32h + l]` (see the
-    /// [`KBlock`] impl): the 16 bytes from `l = 16 u` of `ql[64h..]`, `ql[64h + 32..]` and
-    /// `qh[32h..]`, transposed, give chunks `4u..4u + 4` of all four groups `4h..4h + 4`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
-        let m4 = _mm256_set1_epi8(0x0f);
-        let m2 = _mm256_set1_epi8(0x30);
-        // SAFETY: per the contract: ql is bytes 0..128 of each block, qh 128..192, the scales
-        // 192..208 and d 208..210 (16-bit shifts: the masks drop what crosses bytes).
-        unsafe {
-            let row = |i: usize| wb.add(i * row_bytes);
+///
+/// Group `4h + j` (element `l` of it) is bits `2j` of `qs[32h + l]`: the 16 bytes from
+/// `l = 16u` of `qs[32h..]`, transposed, give chunks `4u..4u + 4` of groups `4h..4h + 4`.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; the eight 84-byte blocks at `wb + i·row_bytes` are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q2_k_pack_lanes(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+    let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm_set1_epi8(0x0f);
+    // SAFETY: per the contract: the scales are bytes 0..16 of each block, qs 16..80, d and
+    // dmin 80..84 (16-bit shifts: the masks drop what crosses bytes).
+    unsafe {
+        for u in 0..2 {
             for h in 0..2 {
-                for u in 0..2 {
-                    let l0 = transpose8x4(wb, row_bytes, 64 * h + 16 * u);
-                    let l1 = transpose8x4(wb, row_bytes, 64 * h + 32 + 16 * u);
-                    let hb = transpose8x4(wb, row_bytes, 128 + 32 * h + 16 * u);
-                    for m in 0..4 {
-                        let k = 4 * u + m;
-                        let (a, b, q) = (l0[m], l1[m], hb[m]);
-                        let hi = |v: __m256i| _mm256_and_si256(v, m2);
-                        let g = 4 * h;
-                        pk[8 * g + k] =
-                            _mm256_or_si256(_mm256_and_si256(a, m4), hi(_mm256_slli_epi16::<4>(q)));
-                        pk[8 * (g + 1) + k] =
-                            _mm256_or_si256(_mm256_and_si256(b, m4), hi(_mm256_slli_epi16::<2>(q)));
-                        pk[8 * (g + 2) + k] =
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(a), m4), hi(q));
-                        pk[8 * (g + 3) + k] = _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16::<4>(b), m4),
-                            hi(_mm256_srli_epi16::<2>(q)),
-                        );
-                    }
+                let ql = transpose8x4(wb, row_bytes, 16 + 32 * h + 16 * u);
+                for (m, &q) in ql.iter().enumerate() {
+                    let at = |j: usize| 4 * (2 * (4 * h + j) + u) + m;
+                    pk[at(0)] = _mm256_and_si256(q, m3);
+                    pk[at(1)] = _mm256_and_si256(_mm256_srli_epi16::<2>(q), m3);
+                    pk[at(2)] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m3);
+                    pk[at(3)] = _mm256_and_si256(_mm256_srli_epi16::<6>(q), m3);
                 }
             }
-            let s: [__m128i; 8] = std::array::from_fn(|i| _mm_loadu_si128(row(i).add(192).cast()));
-            pack_scales16::<5>(s, pk);
-            pk[Q6_PK_D] = pack_d8(wb, row_bytes, 208);
         }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn tile<const T: usize>(
-        pk: &[__m256i; PACKED_VECS],
-        ab: *const u8,
-        arb: usize,
-        _: *const i32,
-        _: usize,
-        acc: *mut __m256,
-    ) {
-        // SAFETY: as the trait requires.
-        unsafe { s16_packed_tile::<T, false>(pk, ab, arb, acc) }
+        let raw: [__m128i; 8] =
+            std::array::from_fn(|i| _mm_loadu_si128(wb.add(i * row_bytes).cast()));
+        let sc = raw.map(|x| _mm_and_si128(x, m4));
+        let mins = raw.map(|x| _mm_and_si128(_mm_srli_epi16::<4>(x), m4));
+        pack_scales_offsets16::<0>(sc, mins, pk);
+        pk[Q6_PK_D] = pack_d8(wb, row_bytes, 80);
+        pk[Q2_PK_DMIN] = pack_d8(wb, row_bytes, 82);
     }
 }
+
+s16_lanes!(Q2K, 84, q2_k_pack_lanes, true);
+
+/// Q6_K in lanes: the quants `q + 32` (0..63), the i8 scales and the offset 32.
+///
+/// Element `128h + 32s + l` (group `4h + s`) has its low 4 bits in nibble `s / 2` of
+/// `ql[64h + 32 (s % 2) + l]` and its high 2 bits at bits `2s..` of `qh[32h + l]` (see the
+/// [`KBlock`] impl): the 16 bytes from `l = 16 u` of `ql[64h..]`, `ql[64h + 32..]` and
+/// `qh[32h..]`, transposed, give chunks `4u..4u + 4` of all four groups `4h..4h + 4`.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; the eight 210-byte blocks at `wb + i·row_bytes` are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k_pack_lanes(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m2 = _mm256_set1_epi8(0x30);
+    // SAFETY: per the contract: ql is bytes 0..128 of each block, qh 128..192, the scales
+    // 192..208 and d 208..210 (16-bit shifts: the masks drop what crosses bytes).
+    unsafe {
+        let row = |i: usize| wb.add(i * row_bytes);
+        for h in 0..2 {
+            for u in 0..2 {
+                let l0 = transpose8x4(wb, row_bytes, 64 * h + 16 * u);
+                let l1 = transpose8x4(wb, row_bytes, 64 * h + 32 + 16 * u);
+                let hb = transpose8x4(wb, row_bytes, 128 + 32 * h + 16 * u);
+                for m in 0..4 {
+                    let k = 4 * u + m;
+                    let (a, b, q) = (l0[m], l1[m], hb[m]);
+                    let hi = |v: __m256i| _mm256_and_si256(v, m2);
+                    let g = 4 * h;
+                    pk[8 * g + k] =
+                        _mm256_or_si256(_mm256_and_si256(a, m4), hi(_mm256_slli_epi16::<4>(q)));
+                    pk[8 * (g + 1) + k] =
+                        _mm256_or_si256(_mm256_and_si256(b, m4), hi(_mm256_slli_epi16::<2>(q)));
+                    pk[8 * (g + 2) + k] =
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(a), m4), hi(q));
+                    pk[8 * (g + 3) + k] = _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(b), m4),
+                        hi(_mm256_srli_epi16::<2>(q)),
+                    );
+                }
+            }
+        }
+        let s: [__m128i; 8] = std::array::from_fn(|i| _mm_loadu_si128(row(i).add(192).cast()));
+        pack_scales16::<5>(s, pk);
+        pk[Q6_PK_D] = pack_d8(wb, row_bytes, 208);
+    }
+}
+
+s16_lanes!(Q6K, 210, q6_k_pack_lanes, false);
 
 /// The tile of the sixteen-scale types in lanes (Q2_K, Q3_K, Q6_K) over `T` tokens (their Q8_K
 /// blocks at `ab + t·arb`), added to `acc[t]`.
