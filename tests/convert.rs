@@ -78,7 +78,7 @@ fn k_quant_mixes_match_llama_quantize() {
         &std::fs::read_to_string(tiny_dir().join("golden/llama_quantize_mixes.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(golden.len(), 6);
+    assert_eq!(golden.len(), 7);
     for (mix, want) in golden.iter().filter(|(k, _)| !k.contains('+')) {
         let file = GgufFile::open(tiny_gguf(mix)).unwrap();
         assert_eq!(file.tensors().len(), want.len(), "{mix}");
@@ -105,8 +105,9 @@ fn k_quant_mixes_match_llama_quantize() {
 
 #[test]
 fn imatrix_quantization_matches_llama_quantize() {
-    // Two importance matrices of the fixture over golden/ppl.txt (18 chunks of 64 tokens):
-    // imatrix.gguf written by `smoe imatrix`, llama_imatrix.gguf by llama.cpp's llama-imatrix.
+    // Importance matrices of the fixture over golden/ppl.txt (18 chunks of 64 tokens):
+    // imatrix.gguf written by `smoe imatrix`, llama_imatrix.gguf / .dat by llama.cpp's
+    // llama-imatrix (GGUF and its legacy format).
     // llama-quantize --imatrix made the goldens from each; smoe must give the same bytes. The
     // weighted Q5_0 / Q5_1 quantizers run for every matrix except the Q8_0 ones, which ignore
     // importance in llama.cpp too.
@@ -118,6 +119,8 @@ fn imatrix_quantization_matches_llama_quantize() {
     for (file_name, key) in [
         ("imatrix.gguf", "q4_k_m+imatrix"),
         ("llama_imatrix.gguf", "q4_k_m+llama_imatrix"),
+        // The same statistics in llama.cpp's legacy format (`--output-format dat`).
+        ("llama_imatrix.dat", "q4_k_m+llama_imatrix_dat"),
     ] {
         let want = &golden[key];
         let im_path = tiny_dir().join("golden").join(file_name);

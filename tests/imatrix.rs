@@ -91,3 +91,49 @@ fn reads_the_committed_imatrix() {
     assert_eq!((m.chunk_count, m.chunk_size), (18, 64));
     assert_eq!(m.datasets.len(), 1);
 }
+
+/// llama.cpp's legacy `.dat` imatrix (`llama-imatrix --output-format dat`, same run as the
+/// committed GGUF): read by content, not name; each entry's importance is llama-quantize's
+/// `value / ncall`, which equals the GGUF's `sum / count` up to rounding; and a damaged file is a
+/// clear error, never a panic.
+#[test]
+fn reads_the_legacy_dat_imatrix() {
+    let dat_path = tiny_dir().join("golden/llama_imatrix.dat");
+    let dat = Imatrix::read(&dat_path).unwrap();
+    let gguf = Imatrix::read(&tiny_dir().join("golden/llama_imatrix.gguf")).unwrap();
+    assert_eq!(dat.entries.len(), 16);
+    assert_eq!(dat.chunk_count, 18);
+    assert_eq!(dat.datasets.len(), 1);
+    for (name, e) in &gguf.entries {
+        let (n_mat, n_cols) = (e.n_mat(), e.n_cols);
+        let a = dat.importance(name, n_mat, n_cols).unwrap().unwrap();
+        let b = gguf.importance(name, n_mat, n_cols).unwrap().unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1e-5 * y.abs().max(1e-3),
+                "{name}: {x} vs {y}"
+            );
+        }
+        // Shape mismatches are still errors.
+        assert!(dat.importance(name, n_mat, n_cols + 1).is_err());
+    }
+    // Truncated anywhere, or with a length field corrupted: an error naming the file.
+    let bytes = std::fs::read(&dat_path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.dat");
+    for cut in [1, 4, 7, 20, bytes.len() / 2] {
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let err = Imatrix::read(&p).unwrap_err().to_string();
+        // Under 4 bytes there is nothing to tell the formats apart: the GGUF reader says so.
+        assert!(
+            err.contains("bad.dat") && (cut < 4 || err.contains("legacy")),
+            "{err}"
+        );
+    }
+    for at in [0usize, 4] {
+        let mut b = bytes.clone();
+        b[at..at + 4].copy_from_slice(&i32::MAX.to_le_bytes());
+        std::fs::write(&p, &b).unwrap();
+        assert!(Imatrix::read(&p).is_err());
+    }
+}

@@ -25,8 +25,9 @@ pub struct QuantizeArgs {
     /// unless --pure. Rows too short for 256-element blocks fall back as llama.cpp's do.
     #[arg(long = "type", default_value = "q4_0")]
     pub ty: OutType,
-    /// Importance matrix (GGUF, from `smoe imatrix` or llama-imatrix): the quantizers weigh each
-    /// column's error by its mean squared activation, per expert for expert tensors.
+    /// Importance matrix (GGUF from `smoe imatrix` or llama-imatrix, or llama.cpp's legacy
+    /// imatrix.dat): the quantizers weigh each column's error by its mean squared activation,
+    /// per expert for expert tensors.
     #[arg(long)]
     pub imatrix: Option<PathBuf>,
     /// Put every matrix in the chosen type (no per-tensor exceptions), as llama-quantize --pure.
@@ -51,12 +52,16 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     let imatrix = match &a.imatrix {
         Some(p) => {
             let m = Imatrix::read(p).with_context(|| format!("reading imatrix {}", p.display()))?;
+            // The legacy .dat format does not record the chunk size.
+            let size = match m.chunk_size {
+                0 => String::new(),
+                n => format!(" of {n} tokens"),
+            };
             eprintln!(
-                "smoe: imatrix {}: {} entries from {} chunks of {} tokens",
+                "smoe: imatrix {}: {} entries from {} chunks{size}",
                 p.display(),
                 m.entries.len(),
                 m.chunk_count,
-                m.chunk_size
             );
             Some((m, p))
         }

@@ -13,6 +13,8 @@
 //!   As ggml writes them, trailing dimensions of 1 are dropped: a dense weight's sums are [n_cols]
 //!   and its count [1].
 //!
+//! llama.cpp's legacy `.dat` format is read too (see `read_legacy`).
+//!
 //! An expert that never fired has count 0; it keeps a neutral importance of 1 for every channel
 //! (as llama-quantize does) instead of being dropped or zeroed.
 
@@ -64,9 +66,26 @@ pub struct Imatrix {
 }
 
 impl Imatrix {
-    /// Reads an imatrix GGUF (ours or llama-imatrix's). Every tensor is checked: F32, sums and
-    /// counts paired, the sums a whole number of rows per count.
+    /// Reads an imatrix: a GGUF (ours or llama-imatrix's), or llama.cpp's legacy `.dat` (what
+    /// `llama-imatrix --output-format dat` and older versions write; chosen by the file's first
+    /// bytes, not its name). Every tensor is checked: F32, sums and counts paired, the sums a
+    /// whole number of rows per count.
     pub fn read(path: &Path) -> Result<Self> {
+        let mut magic = [0u8; 4];
+        let is_gguf = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .map(|()| &magic == b"GGUF")
+            .unwrap_or(true);
+        if !is_gguf {
+            let bytes = std::fs::read(path).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            return read_legacy(&bytes).map_err(|what| Error::Gguf {
+                path: path.to_path_buf(),
+                what: format!("legacy imatrix (.dat): {what}"),
+            });
+        }
         let file = GgufFile::open(path)?;
         let bad = |what: String| Error::Gguf {
             path: path.to_path_buf(),
@@ -95,7 +114,7 @@ impl Imatrix {
         }
         if sums.is_empty() && counts.is_empty() {
             return Err(bad(
-                "no '*.in_sum2' / '*.counts' tensors: not an imatrix GGUF (the legacy .dat format is not supported)".into(),
+                "no '*.in_sum2' / '*.counts' tensors: not an imatrix GGUF".into(),
             ));
         }
         let mut entries = BTreeMap::new();
@@ -190,7 +209,9 @@ impl Imatrix {
         let Some(e) = self.entries.get(name) else {
             return Ok(None);
         };
-        if e.sum2.len() != n_mat * n_cols || e.n_cols != n_cols {
+        // A legacy entry has one count for the sums of all its matrices (see `read_legacy`).
+        let shared = e.n_mat() == 1 && e.sum2.len() == n_mat * n_cols;
+        if e.sum2.len() != n_mat * n_cols || (e.n_cols != n_cols && !shared) {
             if name == "token_embd.weight" {
                 return Ok(None);
             }
@@ -203,7 +224,8 @@ impl Imatrix {
             });
         }
         let mut out = Vec::with_capacity(n_mat * n_cols);
-        for (sums, &c) in e.sum2.chunks_exact(n_cols).zip(&e.counts) {
+        let counts = e.counts.iter().cycle().take(n_mat);
+        for (sums, &c) in e.sum2.chunks_exact(n_cols).zip(counts) {
             let count = c.round() as i64 as f32;
             if count > 0.0 {
                 out.extend(sums.iter().map(|&s| s / count));
@@ -212,6 +234,104 @@ impl Imatrix {
             }
         }
         Ok(Some(out))
+    }
+}
+
+/// Parses llama.cpp's legacy imatrix (`save_imatrix_legacy` in `tools/imatrix/imatrix.cpp`), all
+/// little-endian: `i32` entry count; per entry an `i32` name length, the name, `i32 ncall`, `i32
+/// nval` and `nval` f32 values `(Σx² / count) · ncall` (an expert that never fired already
+/// written as `1 · ncall`); then, optionally, `i32` chunks processed and the dataset name. The
+/// values of all matrices of an expert tensor are concatenated with one `ncall`, so an entry
+/// keeps one count for all of them: `sum2 = values`, `count = ncall` (or 1 when it is 0,
+/// where llama-quantize does not divide), which gives llama-quantize's importance `value /
+/// ncall` bit for bit. Every length is checked against what is left of the file.
+fn read_legacy(b: &[u8]) -> std::result::Result<Imatrix, String> {
+    let mut c = Cursor { b, at: 0 };
+    let n = c.i32("the entry count")?;
+    // Each entry takes at least 13 bytes (lengths, ncall, nval and a 1-byte name).
+    if n < 0 || n as usize > b.len() / 13 {
+        return Err(format!(
+            "entry count {n} does not fit a {}-byte file",
+            b.len()
+        ));
+    }
+    let mut entries = BTreeMap::new();
+    let mut chunk_count = 0u32;
+    for _ in 0..n {
+        let len = c.i32("a name length")?;
+        let name = usize::try_from(len)
+            .ok()
+            .filter(|&l| l > 0 && l <= 4096)
+            .and_then(|l| c.bytes(l))
+            .ok_or_else(|| format!("bad name length {len} before byte {}", c.at))?;
+        let name = std::str::from_utf8(name)
+            .map_err(|_| format!("the entry name before byte {} is not UTF-8", c.at))?
+            .to_string();
+        let ncall = c.i32("ncall")?;
+        let nval = c.i32("nval")?;
+        let values = usize::try_from(nval)
+            .ok()
+            .filter(|&v| v > 0)
+            .and_then(|v| v.checked_mul(4))
+            .and_then(|n| c.bytes(n))
+            .ok_or_else(|| format!("entry '{name}': {nval} values do not fit the file"))?;
+        if ncall < 0 {
+            return Err(format!("entry '{name}': negative ncall {ncall}"));
+        }
+        chunk_count = chunk_count.max(ncall as u32);
+        if entries.contains_key(&name) {
+            return Err(format!("entry '{name}' appears twice"));
+        }
+        let sum2 = f32s(values);
+        entries.insert(
+            name,
+            ImatrixEntry {
+                n_cols: sum2.len(),
+                sum2,
+                counts: vec![ncall.max(1) as f32],
+            },
+        );
+    }
+    // The optional trailer: chunks processed, then the dataset's name.
+    let mut datasets = Vec::new();
+    if let Ok(last) = c.i32("") {
+        chunk_count = u32::try_from(last).unwrap_or(chunk_count);
+        let name = c
+            .i32("")
+            .ok()
+            .and_then(|len| usize::try_from(len).ok())
+            .and_then(|len| c.bytes(len));
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            datasets.push(String::from_utf8_lossy(name).into_owned());
+        }
+    }
+    Ok(Imatrix {
+        entries,
+        datasets,
+        chunk_count,
+        chunk_size: 0,
+    })
+}
+
+/// A reading position in a byte slice; every read is bounds-checked.
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let v = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(v)
+    }
+
+    fn i32(&mut self, what: &str) -> std::result::Result<i32, String> {
+        let at = self.at;
+        let v = self
+            .bytes(4)
+            .ok_or_else(|| format!("truncated at byte {at}: expected {what}"))?;
+        Ok(i32::from_le_bytes([v[0], v[1], v[2], v[3]]))
     }
 }
 
