@@ -78,7 +78,7 @@ fn k_quant_mixes_match_llama_quantize() {
         &std::fs::read_to_string(tiny_dir().join("golden/llama_quantize_mixes.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(golden.len(), 7);
+    assert_eq!(golden.len(), 11);
     for (mix, want) in golden.iter().filter(|(k, _)| !k.contains('+')) {
         let file = GgufFile::open(tiny_gguf(mix)).unwrap();
         assert_eq!(file.tensors().len(), want.len(), "{mix}");
@@ -93,6 +93,10 @@ fn k_quant_mixes_match_llama_quantize() {
             assert_eq!(got, w["sha256"].as_str().unwrap(), "{mix}: {name} bytes");
         }
         let ftype = match mix.as_str() {
+            "q2_k" => 10,
+            "q3_k_s" => 11,
+            "q3_k_m" => 12,
+            "q3_k_l" => 13,
             "q4_k_s" => 14,
             "q4_k_m" => 15,
             "q5_k_m" => 17,
@@ -358,7 +362,8 @@ fn single_file_f32_checkpoint_converts_to_the_same_model() {
 /// `SMOE_KQ_HF=/work/bench/hf-mixtral-2l SMOE_KQ_LLAMA=/work/bench/llama-q4_k_m.gguf
 ///  cargo test --release --test convert -- --ignored`
 /// (SMOE_KQ_LLAMA: llama-quantize's Q4_K_M of llama.cpp's bf16 conversion of the same checkpoint;
-/// `SMOE_KQ_TYPE=q4_0` with llama-quantize's Q4_0 checks that mix instead.)
+/// `SMOE_KQ_TYPE=q4_0`, `q3_k_m`, `q2_k`… with llama-quantize's file of that type checks that mix
+/// instead.)
 /// Every tensor must have llama-quantize's type and bytes.
 #[test]
 #[ignore]

@@ -18,9 +18,10 @@ pub struct QuantizeArgs {
     pub input: PathBuf,
     /// The GGUF file to write.
     pub output: PathBuf,
-    /// Weight type: q4_0, q8_0, f16, bf16, f32, or one of llama.cpp's K-quant mixes q4_k_m,
-    /// q4_k_s, q5_k_m, q5_k_s, q6_k (per-tensor types as llama-quantize chooses them: Q6_K output,
-    /// Q8_0 attn_k/attn_v with 8 experts, Q6_K for half the ffn_down layers in the _m mixes...).
+    /// Weight type: q4_0, q8_0, f16, bf16, f32, or one of llama.cpp's K-quant mixes q2_k,
+    /// q3_k_s, q3_k_m, q3_k_l, q4_k_m, q4_k_s, q5_k_m, q5_k_s, q6_k (per-tensor types as
+    /// llama-quantize chooses them: Q6_K output, Q8_0 attn_k/attn_v with 8 experts, Q6_K for half
+    /// the ffn_down layers in q4_k_m/q5_k_m, Q4_K ffn_down in q3_k_m...).
     /// Norms and the router stay f32; with q4_0, attn_k/attn_v and the output matrix use q8_0
     /// unless --pure. Rows too short for 256-element blocks fall back as llama.cpp's do.
     #[arg(long = "type", default_value = "q4_0")]

@@ -10,8 +10,13 @@
 //!   the first 4 layers for Q4_K_S;
 //! - `ffn_down` gets Q6_K in the `use_more_bits` layers for Q4_K_M / Q5_K_M, and Q5_K in the first
 //!   eighth of the layers for Q4_K_S;
-//! - `attn_output` gets Q5_K in 8-expert models for Q4_K_S / Q4_K_M;
-//! - everything else takes the file type's base type (Q4_K, Q5_K or Q6_K);
+//! - `attn_output` gets Q5_K in 8-expert models for Q2_K / Q3_K_S / Q3_K_M / Q4_K_S / Q4_K_M;
+//! - Q2_K: `ffn_down` Q3_K (and, without 8 experts, `attn_v` Q4_K at 4+ query heads per KV head,
+//!   else Q3_K, `attn_output` Q3_K); Q3_K_M: `ffn_down` Q5_K in the first sixteenth of the layers,
+//!   Q4_K after (without 8 experts: `attn_v` Q5_K in the first two layers then Q4_K,
+//!   `attn_output` Q4_K); Q3_K_L: `ffn_down` Q5_K (without 8 experts: `attn_v` and
+//!   `attn_output` Q5_K);
+//! - everything else takes the file type's base type (Q2_K, Q3_K, Q4_K, Q5_K or Q6_K);
 //! - last, a type whose blocks do not divide the row falls back (`tensor_type_fallback`):
 //!   Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K / Q3_K → Q4_0, and to F16 when even 32 does not
 //!   divide the row.
@@ -41,6 +46,8 @@ pub enum Role {
 pub struct MixModel {
     pub n_layer: usize,
     pub n_expert: usize,
+    /// Query heads per KV head.
+    pub n_gqa: usize,
     /// An importance matrix will be used.
     pub has_imatrix: bool,
 }
@@ -97,16 +104,35 @@ fn k_mix_type(ty: OutType, m: MixModel, t: MixTensor) -> GgmlType {
         }
         Role::AttnV | Role::AttnK if m.n_expert == 8 => GgmlType::Q8_0,
         Role::AttnV => match ty {
+            O::Q2K if m.n_gqa >= 4 => GgmlType::Q4K,
+            O::Q2K => GgmlType::Q3K,
+            // llama.cpp counts attn_v tensors, one a layer: the first two.
+            O::Q3KM if il < 2 => GgmlType::Q5K,
+            O::Q3KM => GgmlType::Q4K,
+            O::Q3KL => GgmlType::Q5K,
             O::Q4KM | O::Q5KM if more_bits => GgmlType::Q6K,
             O::Q4KS if il < 4 => GgmlType::Q5K,
             _ => base,
         },
         Role::FfnDown => match ty {
+            O::Q2K => GgmlType::Q3K,
+            O::Q3KM if il < m.n_layer / 16 => GgmlType::Q5K,
+            O::Q3KM => GgmlType::Q4K,
+            O::Q3KL => GgmlType::Q5K,
             O::Q4KM | O::Q5KM if more_bits => GgmlType::Q6K,
             O::Q4KS if il < m.n_layer / 8 => GgmlType::Q5K,
             _ => base,
         },
-        Role::AttnOutput if m.n_expert == 8 && matches!(ty, O::Q4KS | O::Q4KM) => GgmlType::Q5K,
+        Role::AttnOutput if m.n_expert == 8 => match ty {
+            O::Q2K | O::Q3KS | O::Q3KM | O::Q4KS | O::Q4KM => GgmlType::Q5K,
+            _ => base,
+        },
+        Role::AttnOutput => match ty {
+            O::Q2K => GgmlType::Q3K,
+            O::Q3KM => GgmlType::Q4K,
+            O::Q3KL => GgmlType::Q5K,
+            _ => base,
+        },
         _ => base,
     }
 }
@@ -156,6 +182,7 @@ mod tests {
         let m = MixModel {
             n_layer: 32,
             n_expert: 8,
+            n_gqa: 4,
             has_imatrix: false,
         };
         let ty = |role, il: Option<usize>, n_cols| {
@@ -174,10 +201,69 @@ mod tests {
     }
 
     #[test]
+    fn mixtral_8x7b_q3_k_and_q2_k() {
+        let m = MixModel {
+            n_layer: 32,
+            n_expert: 8,
+            n_gqa: 4,
+            has_imatrix: false,
+        };
+        let ty = |t, role, il: Option<usize>| {
+            tensor_type(
+                t,
+                false,
+                m,
+                MixTensor {
+                    role,
+                    il,
+                    n_cols: 4096,
+                },
+            )
+        };
+        use OutType as O;
+        for t in [O::Q2K, O::Q3KS, O::Q3KM, O::Q3KL] {
+            assert_eq!(ty(t, Role::Output, None), GgmlType::Q6K, "{t}");
+            assert_eq!(ty(t, Role::AttnV, Some(0)), GgmlType::Q8_0, "{t}");
+            assert_eq!(ty(t, Role::AttnK, Some(9)), GgmlType::Q8_0, "{t}");
+        }
+        assert_eq!(ty(O::Q2K, Role::AttnQ, Some(3)), GgmlType::Q2K);
+        assert_eq!(ty(O::Q2K, Role::FfnDown, Some(3)), GgmlType::Q3K);
+        assert_eq!(ty(O::Q2K, Role::AttnOutput, Some(3)), GgmlType::Q5K);
+        assert_eq!(ty(O::Q3KS, Role::FfnDown, Some(0)), GgmlType::Q3K);
+        assert_eq!(ty(O::Q3KS, Role::AttnOutput, Some(0)), GgmlType::Q5K);
+        // Q3_K_M: the first sixteenth of ffn_down in Q5_K, the rest Q4_K.
+        assert_eq!(ty(O::Q3KM, Role::FfnDown, Some(1)), GgmlType::Q5K);
+        assert_eq!(ty(O::Q3KM, Role::FfnDown, Some(2)), GgmlType::Q4K);
+        assert_eq!(ty(O::Q3KM, Role::FfnGate, Some(2)), GgmlType::Q3K);
+        assert_eq!(ty(O::Q3KM, Role::AttnOutput, Some(2)), GgmlType::Q5K);
+        // Q3_K_L: ffn_down in Q5_K; attn_output keeps Q3_K in 8-expert models (not in
+        // llama.cpp's list there).
+        assert_eq!(ty(O::Q3KL, Role::FfnDown, Some(20)), GgmlType::Q5K);
+        assert_eq!(ty(O::Q3KL, Role::AttnOutput, Some(20)), GgmlType::Q3K);
+        // Without 8 experts, Q2_K's attn_v follows the GQA ratio.
+        let attn_v = |n_gqa| {
+            let m = MixModel {
+                n_expert: 1,
+                n_gqa,
+                ..m
+            };
+            let t = MixTensor {
+                role: Role::AttnV,
+                il: Some(5),
+                n_cols: 4096,
+            };
+            tensor_type(O::Q2K, false, m, t)
+        };
+        assert_eq!(attn_v(4), GgmlType::Q4K);
+        assert_eq!(attn_v(1), GgmlType::Q3K);
+    }
+
+    #[test]
     fn mixtral_8x7b_q4_0_as_llama_quantize() {
         let m = MixModel {
             n_layer: 32,
             n_expert: 8,
+            n_gqa: 4,
             has_imatrix: false,
         };
         let ty = |role, il: Option<usize>, n_cols| {

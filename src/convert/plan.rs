@@ -28,10 +28,18 @@ pub enum OutType {
     Q5KS,
     /// Q6_K: Q6_K everywhere.
     Q6K,
+    /// Q3_K_S: Q3_K, with Q5_K attn_output in 8-expert models.
+    Q3KS,
+    /// Q3_K_M: Q3_K, with Q4_K ffn_down (Q5_K in the first sixteenth) and Q5_K attn_output.
+    Q3KM,
+    /// Q3_K_L: Q3_K, with Q5_K ffn_down.
+    Q3KL,
+    /// Q2_K: Q2_K, with Q3_K ffn_down and Q5_K attn_output in 8-expert models.
+    Q2K,
 }
 
 /// `--type` names, as llama-quantize spells them (case-insensitive).
-const TYPE_NAMES: [(&str, OutType); 10] = [
+const TYPE_NAMES: [(&str, OutType); 14] = [
     ("q4_0", OutType::Q4_0),
     ("q8_0", OutType::Q8_0),
     ("f16", OutType::F16),
@@ -42,6 +50,10 @@ const TYPE_NAMES: [(&str, OutType); 10] = [
     ("q5_k_m", OutType::Q5KM),
     ("q5_k_s", OutType::Q5KS),
     ("q6_k", OutType::Q6K),
+    ("q3_k_s", OutType::Q3KS),
+    ("q3_k_m", OutType::Q3KM),
+    ("q3_k_l", OutType::Q3KL),
+    ("q2_k", OutType::Q2K),
 ];
 
 impl std::str::FromStr for OutType {
@@ -77,6 +89,10 @@ impl OutType {
             OutType::F16 => 1,
             OutType::Q4_0 => 2,
             OutType::Q8_0 => 7,
+            OutType::Q2K => 10,
+            OutType::Q3KS => 11,
+            OutType::Q3KM => 12,
+            OutType::Q3KL => 13,
             OutType::Q4KS => 14,
             OutType::Q4KM => 15,
             OutType::Q5KS => 16,
@@ -88,9 +104,9 @@ impl OutType {
 
     /// One of llama.cpp's K-quant mixes.
     pub fn is_k_mix(self) -> bool {
-        matches!(
+        !matches!(
             self,
-            OutType::Q4KM | OutType::Q4KS | OutType::Q5KM | OutType::Q5KS | OutType::Q6K
+            OutType::Q4_0 | OutType::Q8_0 | OutType::F16 | OutType::BF16 | OutType::F32
         )
     }
 
@@ -105,6 +121,8 @@ impl OutType {
             OutType::Q4KM | OutType::Q4KS => GgmlType::Q4K,
             OutType::Q5KM | OutType::Q5KS => GgmlType::Q5K,
             OutType::Q6K => GgmlType::Q6K,
+            OutType::Q3KS | OutType::Q3KM | OutType::Q3KL => GgmlType::Q3K,
+            OutType::Q2K => GgmlType::Q2K,
         }
     }
 }
@@ -186,6 +204,7 @@ pub fn plan(
     let model = MixModel {
         n_layer: cfg.num_hidden_layers,
         n_expert,
+        n_gqa: n_head / n_head_kv.max(1),
         has_imatrix,
     };
     let mut out = Vec::new();
