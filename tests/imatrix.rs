@@ -137,3 +137,35 @@ fn reads_the_legacy_dat_imatrix() {
         assert!(Imatrix::read(&p).is_err());
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Any damage to the legacy file (bytes overwritten anywhere, or the file cut short) reads as
+    /// an imatrix or an error, never a panic; a read that succeeds still answers `importance`
+    /// for every entry without panicking.
+    #[test]
+    fn damaged_legacy_files_never_panic(
+        edits in proptest::collection::vec((0usize..10_082, proptest::prelude::any::<u8>()), 1..8),
+        cut in 4usize..10_082,
+    ) {
+        let mut b = std::fs::read(tiny_dir().join("golden/llama_imatrix.dat")).unwrap();
+        for (at, v) in edits {
+            let at = at % b.len();
+            b[at] = v;
+        }
+        b.truncate(cut.max(4));
+        if &b[..4] == b"GGUF" {
+            b[0] = 0;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.dat");
+        std::fs::write(&p, &b).unwrap();
+        if let Ok(m) = Imatrix::read(&p) {
+            for (name, e) in &m.entries {
+                let _ = m.importance(name, 1, e.n_cols);
+                let _ = m.importance(name, 8, e.n_cols / 8);
+            }
+        }
+    }
+}
