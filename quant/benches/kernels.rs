@@ -13,37 +13,16 @@ use smoe_quant::kernels::{self, Isa, Kernels};
 use smoe_quant::matmul::{matmul_with, Activations, Matrix};
 use smoe_quant::GgmlType;
 
+#[path = "common/random_weights.rs"]
+mod random_weights;
+use random_weights::random_weights;
+
 /// (n_rows, n_cols): gate/up [n_ff, n_embd] and down [n_embd, n_ff].
 const SHAPES: [(usize, usize, &str); 2] = [(14336, 4096, "gate_up"), (4096, 14336, "down")];
 
 /// Random quant bytes with every block scale set to a small finite f16.
 fn weights(ty: GgmlType, n_rows: usize, n_cols: usize) -> Vec<u8> {
-    let bs = ty.type_size();
-    let len = ty.row_bytes(n_cols as u64).unwrap_or(0) as usize * n_rows;
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    let mut v: Vec<u8> = (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        })
-        .collect();
-    for b in v.chunks_exact_mut(bs) {
-        for &at in scale_offsets(ty) {
-            b[at..at + 2].copy_from_slice(&0x2000u16.to_le_bytes());
-        }
-    }
-    v
-}
-
-/// Where a block keeps its f16 scales.
-fn scale_offsets(ty: GgmlType) -> &'static [usize] {
-    match ty {
-        GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
-        GgmlType::Q6K => &[208],
-        _ => &[0],
-    }
+    random_weights(ty, n_rows, n_cols, 0x2545_f491_4f6c_dd1d)
 }
 
 /// The quantized weight types benched.

@@ -18,6 +18,10 @@ use smoe_quant::kernels;
 use smoe_quant::matmul::{matmul_with, Activations, Matrix};
 use smoe_quant::GgmlType;
 
+#[path = "../benches/common/random_weights.rs"]
+mod random_weights;
+use random_weights::random_weights;
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("decode_probe: {e}");
@@ -47,32 +51,8 @@ fn run() -> Result<(), String> {
     let n_cols = 4096;
     let n_mats = if n_rows < 1024 { 1 } else { 4 };
     let rb = ty.row_bytes(n_cols as u64).ok_or("row size")? as usize;
-    // Random quant bytes with every block's f16 scales set small and finite.
-    let scales: &[usize] = match ty {
-        GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
-        GgmlType::Q6K => &[208],
-        GgmlType::Q3K => &[108],
-        GgmlType::Q2K => &[80, 82],
-        _ => &[0],
-    };
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    let mats: Vec<Vec<u8>> = (0..n_mats)
-        .map(|_| {
-            let mut v: Vec<u8> = (0..rb * n_rows)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    s as u8
-                })
-                .collect();
-            for b in v.chunks_exact_mut(ty.type_size()) {
-                for &at in scales {
-                    b[at..at + 2].copy_from_slice(&0x2000u16.to_le_bytes());
-                }
-            }
-            v
-        })
+    let mats: Vec<Vec<u8>> = (0..n_mats as u64)
+        .map(|i| random_weights(ty, n_rows, n_cols, 0x2545_f491_4f6c_dd1d + i))
         .collect();
     let x: Vec<f32> = (0..n_cols).map(|i| (i as f32).sin()).collect();
     let a = Activations::from_rows(&x, n_cols).map_err(|e| e.to_string())?;
