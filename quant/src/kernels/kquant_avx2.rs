@@ -927,6 +927,33 @@ trait Scales16: KBlock {
     unsafe fn quants4(w: *const u8, h: usize) -> [__m256i; 4];
 }
 
+/// The unsigned quants of four groups of Q2_K (`HMASK` false) or Q3_K: `q` holds their two-bit
+/// parts (group `j` in bits `2j` of each byte); for Q3_K, bit `j` of `hm` (the hmask, already
+/// shifted to the four groups) is bit 2 of group `j`'s quant, so the quant is `q + 4` in 0..7.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn crumbs4<const HMASK: bool>(q: __m256i, hm: __m256i) -> [__m256i; 4] {
+    let m3 = _mm256_set1_epi8(3);
+    let low = [
+        _mm256_and_si256(q, m3),
+        _mm256_and_si256(_mm256_srli_epi16::<2>(q), m3),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(q), m3),
+        _mm256_and_si256(_mm256_srli_epi16::<6>(q), m3),
+    ];
+    if !HMASK {
+        return low;
+    }
+    // 16-bit shifts: the mask drops what crosses bytes.
+    let high = [
+        _mm256_slli_epi16::<2>(hm),
+        _mm256_slli_epi16::<1>(hm),
+        hm,
+        _mm256_srli_epi16::<1>(hm),
+    ];
+    let m4 = _mm256_set1_epi8(4);
+    std::array::from_fn(|j| _mm256_or_si256(low[j], _mm256_and_si256(high[j], m4)))
+}
+
 impl Scales16 for Q6K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -972,7 +999,6 @@ impl Scales16 for Q3K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn quants4(w: *const u8, h: usize) -> [__m256i; 4] {
-        let (m3, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
         // SAFETY: hmask is bytes 0..32 and the two-bit quants 32..96 of the block; h < 2.
         let (ql, hm) = unsafe {
             (
@@ -980,21 +1006,13 @@ impl Scales16 for Q3K {
                 _mm256_loadu_si256(w.cast()),
             )
         };
-        // Group 4h + j: bit 4h + j of each hmask byte to bit 2.
+        // Groups 4h + j: bits 4h + j of each hmask byte.
         let hm = if h == 0 {
             hm
         } else {
             _mm256_srli_epi16::<4>(hm)
         };
-        let join = |low: __m256i, high: __m256i| {
-            _mm256_or_si256(_mm256_and_si256(low, m3), _mm256_and_si256(high, m4))
-        };
-        [
-            join(ql, _mm256_slli_epi16::<2>(hm)),
-            join(_mm256_srli_epi16::<2>(ql), _mm256_slli_epi16::<1>(hm)),
-            join(_mm256_srli_epi16::<4>(ql), hm),
-            join(_mm256_srli_epi16::<6>(ql), _mm256_srli_epi16::<1>(hm)),
-        ]
+        crumbs4::<true>(ql, hm)
     }
 }
 
@@ -1010,15 +1028,9 @@ impl Scales16 for Q2K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn quants4(w: *const u8, h: usize) -> [__m256i; 4] {
-        let m3 = _mm256_set1_epi8(3);
         // SAFETY: the quants are bytes 16..80 of the block; h < 2.
         let q = unsafe { _mm256_loadu_si256(w.add(16 + 32 * h).cast()) };
-        [
-            _mm256_and_si256(q, m3),
-            _mm256_and_si256(_mm256_srli_epi16::<2>(q), m3),
-            _mm256_and_si256(_mm256_srli_epi16::<4>(q), m3),
-            _mm256_and_si256(_mm256_srli_epi16::<6>(q), m3),
-        ]
+        crumbs4::<false>(q, _mm256_setzero_si256())
     }
 }
 
@@ -1481,16 +1493,6 @@ pub(super) fn q6_k_lanes_rows8(n: usize, w: &[u8], row_bytes: usize, a: &[u8], o
     gemm_8::<Q6K>(n, w, row_bytes, a, out);
 }
 
-/// Q6_K's packing of eight rows' super-block (the AVX-512 kernel packs its sixteen rows with it).
-///
-/// # Safety
-/// The CPU has AVX2/FMA/F16C; the eight 210-byte blocks at `wb + i·row_bytes` are readable.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn q6_k_pack8(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
-    // SAFETY: as the caller vouches.
-    unsafe { Q6K::pack(wb, row_bytes, pk) }
-}
-
 /// `L::ROWS` rows of `L` (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `acc.len()`
 /// tokens (their Q8_K rows at `a`, `arb` bytes apart, and their [`q8_k_min_pairs`] at `pairs`,
 /// `L::PAIRS · nb` apart): `acc[t]` lane `i` = the spec's dot of row `i` and token `t`.
@@ -1923,45 +1925,63 @@ macro_rules! s16_lanes {
     };
 }
 
+/// The quants of eight Q2_K (`HMASK` false) or Q3_K rows' super-block (row `i` at
+/// `wb + i·row_bytes`, the two-bit parts at byte `qs` of each block, Q3_K's hmask at 0) into
+/// Q6_K's packed layout: `[4 j + k]` the quants of 16-element sub-block `j`, elements `4k..4k + 4`.
+/// The 16 bytes from `l = 16u` of the two-bit parts `qs + 32h ..` (and of the hmask), transposed,
+/// give chunks `4u..4u + 4` of groups `4h..4h + 4` ([`crumbs4`]).
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; bytes `0..qs + 64` of the eight blocks are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_crumbs<const HMASK: bool>(
+    wb: *const u8,
+    row_bytes: usize,
+    qs: usize,
+    pk: &mut [__m256i; PACKED_VECS],
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        for u in 0..2 {
+            let hb = if HMASK {
+                transpose8x4(wb, row_bytes, 16 * u)
+            } else {
+                [_mm256_setzero_si256(); 4]
+            };
+            for h in 0..2 {
+                let ql = transpose8x4(wb, row_bytes, qs + 32 * h + 16 * u);
+                for m in 0..4 {
+                    let hm = if h == 0 {
+                        hb[m]
+                    } else {
+                        _mm256_srli_epi16::<4>(hb[m])
+                    };
+                    // Group 4h + j, sub-block 2 (4h + j) + u, chunk m.
+                    for (j, q) in crumbs4::<HMASK>(ql[m], hm).into_iter().enumerate() {
+                        pk[4 * (2 * (4 * h + j) + u) + m] = q;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Q3_K in lanes: the quants `q + 4` (0..7) in Q6_K's packed layout, its scales with the offset 4,
 /// and Q6_K's tile.
 ///
-/// Group `4h + j` (element `l` of it): its low two bits are bits `2j` of `qs[32h + l]`, its
-/// high bit bit `4h + j` of `hmask[l]` (see the [`KBlock`] impl); the 16 bytes from `l = 16u`
-/// of `qs[32h..]` and of `hmask`, transposed, give chunks `4u..4u + 4` of groups `4h..4h + 4`.
+/// The quants by [`pack_crumbs`]: group `4h + j` (element `l` of it) has its low two bits at
+/// bits `2j` of `qs[32h + l]` and its high bit at bit `4h + j` of `hmask[l]`.
 ///
 /// # Safety
 /// The CPU has AVX2/FMA/F16C; the eight 110-byte blocks at `wb + i·row_bytes` are readable.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q3_k_pack_lanes(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
-    let (m3, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
     // SAFETY: per the contract: hmask is bytes 0..32 of each block, qs 32..96, the scales
-    // 96..108 and d 108..110 (16-bit shifts: the masks drop what crosses bytes).
+    // 96..108 and d 108..110.
     unsafe {
-        for u in 0..2 {
-            let hb = transpose8x4(wb, row_bytes, 16 * u);
-            for h in 0..2 {
-                let ql = transpose8x4(wb, row_bytes, 32 + 32 * h + 16 * u);
-                for m in 0..4 {
-                    let (q, hm) = (ql[m], hb[m]);
-                    let hm = if h == 0 {
-                        hm
-                    } else {
-                        _mm256_srli_epi16::<4>(hm)
-                    };
-                    let join = |low: __m256i, high: __m256i| {
-                        _mm256_or_si256(_mm256_and_si256(low, m3), _mm256_and_si256(high, m4))
-                    };
-                    // Sub-block 2g + u, chunk m: [4 (2g + u) + m].
-                    let at = |j: usize| 4 * (2 * (4 * h + j) + u) + m;
-                    pk[at(0)] = join(q, _mm256_slli_epi16::<2>(hm));
-                    pk[at(1)] = join(_mm256_srli_epi16::<2>(q), _mm256_slli_epi16::<1>(hm));
-                    pk[at(2)] = join(_mm256_srli_epi16::<4>(q), hm);
-                    pk[at(3)] = join(_mm256_srli_epi16::<6>(q), _mm256_srli_epi16::<1>(hm));
-                }
-            }
-        }
+        pack_crumbs::<true>(wb, row_bytes, 32, pk);
         let s: [__m128i; 8] = std::array::from_fn(|i| Q3K::pre(wb.add(i * row_bytes)));
         pack_scales16::<2>(s, pk);
         pk[Q6_PK_D] = pack_d8(wb, row_bytes, 108);
@@ -1973,31 +1993,19 @@ s16_lanes!(Q3K, 110, q3_k_pack_lanes, false);
 /// Q2_K in lanes: Q6_K's packed layout with the quants 0..3, the 4-bit scales, the 4-bit mins
 /// where Q6_K has its offsets and `dmin` at [`Q2_PK_DMIN`]; Q6_K's tile with the min term.
 ///
-/// Group `4h + j` (element `l` of it) is bits `2j` of `qs[32h + l]`: the 16 bytes from
-/// `l = 16u` of `qs[32h..]`, transposed, give chunks `4u..4u + 4` of groups `4h..4h + 4`.
+/// The quants by [`pack_crumbs`]: group `4h + j` (element `l` of it) is bits `2j` of
+/// `qs[32h + l]`.
 ///
 /// # Safety
 /// The CPU has AVX2/FMA/F16C; the eight 84-byte blocks at `wb + i·row_bytes` are readable.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q2_k_pack_lanes(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
-    let m3 = _mm256_set1_epi8(3);
     let m4 = _mm_set1_epi8(0x0f);
     // SAFETY: per the contract: the scales are bytes 0..16 of each block, qs 16..80, d and
-    // dmin 80..84 (16-bit shifts: the masks drop what crosses bytes).
+    // dmin 80..84.
     unsafe {
-        for u in 0..2 {
-            for h in 0..2 {
-                let ql = transpose8x4(wb, row_bytes, 16 + 32 * h + 16 * u);
-                for (m, &q) in ql.iter().enumerate() {
-                    let at = |j: usize| 4 * (2 * (4 * h + j) + u) + m;
-                    pk[at(0)] = _mm256_and_si256(q, m3);
-                    pk[at(1)] = _mm256_and_si256(_mm256_srli_epi16::<2>(q), m3);
-                    pk[at(2)] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m3);
-                    pk[at(3)] = _mm256_and_si256(_mm256_srli_epi16::<6>(q), m3);
-                }
-            }
-        }
+        pack_crumbs::<false>(wb, row_bytes, 16, pk);
         let raw: [__m128i; 8] =
             std::array::from_fn(|i| _mm_loadu_si128(wb.add(i * row_bytes).cast()));
         let sc = raw.map(|x| _mm_and_si128(x, m4));
@@ -2010,7 +2018,8 @@ unsafe fn q2_k_pack_lanes(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PA
 
 s16_lanes!(Q2K, 84, q2_k_pack_lanes, true);
 
-/// Q6_K in lanes: the quants `q + 32` (0..63), the i8 scales and the offset 32.
+/// Q6_K in lanes: the quants `q + 32` (0..63), the i8 scales and the offset 32 (the AVX-512
+/// kernel packs its sixteen rows with it too).
 ///
 /// Element `128h + 32s + l` (group `4h + s`) has its low 4 bits in nibble `s / 2` of
 /// `ql[64h + 32 (s % 2) + l]` and its high 2 bits at bits `2s..` of `qh[32h + l]` (see the
@@ -2021,7 +2030,11 @@ s16_lanes!(Q2K, 84, q2_k_pack_lanes, true);
 /// The CPU has AVX2/FMA/F16C; the eight 210-byte blocks at `wb + i·row_bytes` are readable.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6_k_pack_lanes(wb: *const u8, row_bytes: usize, pk: &mut [__m256i; PACKED_VECS]) {
+pub(super) unsafe fn q6_k_pack_lanes(
+    wb: *const u8,
+    row_bytes: usize,
+    pk: &mut [__m256i; PACKED_VECS],
+) {
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(0x30);
     // SAFETY: per the contract: ql is bytes 0..128 of each block, qh 128..192, the scales

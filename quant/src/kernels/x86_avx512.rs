@@ -28,7 +28,7 @@ use std::cell::RefCell;
 
 use super::kquant_avx2::{
     k4_pack8, lanes_rows as k_lanes_rows, q4_k_lanes_rows8, q5_k_lanes_rows8, q6_k_lanes_rows8,
-    q6_k_pack8, Lanes, PACKED_VECS, PK_D, PK_DMIN, PK_MINS, PK_SCALES, Q6_PK_D, Q6_PK_OFFSETS,
+    q6_k_pack_lanes, Lanes, PACKED_VECS, PK_D, PK_DMIN, PK_MINS, PK_SCALES, Q6_PK_D, Q6_PK_OFFSETS,
     Q6_PK_SCALES,
 };
 use super::x86_avx2::{
@@ -422,7 +422,7 @@ impl Lanes for Q6K {
     unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
         // SAFETY: as the trait requires.
         unsafe {
-            k_pack16::<{ Q6_PK_D + 1 }, Q6_PK_SCALES, 16, true>(q6_k_pack8, wb, row_bytes, pk)
+            k_pack16::<{ Q6_PK_D + 1 }, Q6_PK_SCALES, 16, true>(q6_k_pack_lanes, wb, row_bytes, pk)
         }
     }
 
