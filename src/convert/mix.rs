@@ -177,17 +177,22 @@ mod tests {
         );
     }
 
+    /// Mixtral 8x7B's shape for the rules.
+    const MIXTRAL: MixModel = MixModel {
+        n_layer: 32,
+        n_expert: 8,
+        n_gqa: 4,
+        has_imatrix: false,
+    };
+
+    /// The type of a tensor of Mixtral 8x7B in a file of type `ty`.
+    fn mixtral(ty: OutType, role: Role, il: Option<usize>, n_cols: usize) -> GgmlType {
+        tensor_type(ty, false, MIXTRAL, MixTensor { role, il, n_cols })
+    }
+
     #[test]
     fn mixtral_8x7b_q4_k_m() {
-        let m = MixModel {
-            n_layer: 32,
-            n_expert: 8,
-            n_gqa: 4,
-            has_imatrix: false,
-        };
-        let ty = |role, il: Option<usize>, n_cols| {
-            tensor_type(OutType::Q4KM, false, m, MixTensor { role, il, n_cols })
-        };
+        let ty = |role, il, n_cols| mixtral(OutType::Q4KM, role, il, n_cols);
         assert_eq!(ty(Role::Output, None, 4096), GgmlType::Q6K);
         assert_eq!(ty(Role::TokenEmbd, None, 4096), GgmlType::Q4K);
         assert_eq!(ty(Role::AttnK, Some(5), 4096), GgmlType::Q8_0);
@@ -202,24 +207,7 @@ mod tests {
 
     #[test]
     fn mixtral_8x7b_q3_k_and_q2_k() {
-        let m = MixModel {
-            n_layer: 32,
-            n_expert: 8,
-            n_gqa: 4,
-            has_imatrix: false,
-        };
-        let ty = |t, role, il: Option<usize>| {
-            tensor_type(
-                t,
-                false,
-                m,
-                MixTensor {
-                    role,
-                    il,
-                    n_cols: 4096,
-                },
-            )
-        };
+        let ty = |t, role, il| mixtral(t, role, il, 4096);
         use OutType as O;
         for t in [O::Q2K, O::Q3KS, O::Q3KM, O::Q3KL] {
             assert_eq!(ty(t, Role::Output, None), GgmlType::Q6K, "{t}");
@@ -245,7 +233,7 @@ mod tests {
             let m = MixModel {
                 n_expert: 1,
                 n_gqa,
-                ..m
+                ..MIXTRAL
             };
             let t = MixTensor {
                 role: Role::AttnV,
@@ -260,15 +248,8 @@ mod tests {
 
     #[test]
     fn mixtral_8x7b_q4_0_as_llama_quantize() {
-        let m = MixModel {
-            n_layer: 32,
-            n_expert: 8,
-            n_gqa: 4,
-            has_imatrix: false,
-        };
-        let ty = |role, il: Option<usize>, n_cols| {
-            tensor_type(OutType::Q4_0, false, m, MixTensor { role, il, n_cols })
-        };
+        let m = MIXTRAL;
+        let ty = |role, il, n_cols| mixtral(OutType::Q4_0, role, il, n_cols);
         assert_eq!(ty(Role::Output, None, 4096), GgmlType::Q6K);
         assert_eq!(ty(Role::Output, None, 64), GgmlType::Q8_0);
         assert_eq!(ty(Role::TokenEmbd, None, 4096), GgmlType::Q4_0);
