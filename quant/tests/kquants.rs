@@ -578,81 +578,51 @@ fn check_gemm_8(t: Ty, byte_sets: &[&[u8]], fix: impl Fn(usize, usize, &mut [u8]
     checked
 }
 
-/// [`check_gemm_8`] for Q4_K: all quants 15 with scales and mins 63, zeros, a ramp.
+/// [`check_gemm_8`] for `ty` on all-ones quant bytes (0xff), zeros, mixed bytes and a ramp. With
+/// `scales`, the first two sets also get the scale bytes in that range set to one of the two
+/// values, alternating by row, so extreme quants meet extreme scales. On a CPU with AVX2 the table
+/// must have a `gemm_8` for `ty`.
+fn gemm_8_on_edges(ty: GgmlType, scales: Option<(std::ops::Range<usize>, [u8; 2])>) {
+    let t = *TYPES.iter().find(|t| t.ty == ty).unwrap();
+    let ramp: Vec<u8> = (0..=255).collect();
+    let sets: [&[u8]; 4] = [&[0xff], &[0x00], &[0x00, 0xff, 0x0f], &ramp];
+    let checked = check_gemm_8(t, &sets, |wi, r, blk| {
+        if let Some((range, v)) = scales.clone().filter(|_| wi < 2) {
+            blk[range].fill(v[(r + wi) % 2]);
+        }
+    });
+    if kernels::available().contains(&Isa::Avx2) {
+        assert!(checked > 0, "the AVX2 table has a {ty} gemm_8");
+    }
+}
+
+/// Q4_K: quants 15 (0xff, scales and mins 63 too), zeros, mixed bytes, a ramp.
 #[test]
 fn q4_k_gemm_8_matches_the_spec() {
-    let t = TYPES[0];
-    assert_eq!(t.ty, GgmlType::Q4K);
-    let ramp: Vec<u8> = (0..=255).collect();
-    let checked = check_gemm_8(t, &[&[0xff], &[0x00, 0xff, 0x0f], &ramp], |_, _, _| {});
-    if kernels::available().contains(&Isa::Avx2) {
-        assert!(checked > 0, "the AVX2 table has a Q4_K gemm_8");
-    }
+    gemm_8_on_edges(GgmlType::Q4K, None);
 }
 
-/// [`check_gemm_8`] for Q6_K: all quants +31 (0xff) or -32 (0x00) with every scale 127 or -128
-/// (alternating by row), mixed bytes, a ramp.
-#[test]
-fn q6_k_gemm_8_matches_the_spec() {
-    let t = TYPES[1];
-    assert_eq!(t.ty, GgmlType::Q6K);
-    let ramp: Vec<u8> = (0..=255).collect();
-    let sets: [&[u8]; 4] = [&[0xff], &[0x00], &[0x00, 0xff, 0x0f], &ramp];
-    let checked = check_gemm_8(t, &sets, |wi, r, blk| {
-        if wi < 2 {
-            blk[192..208].fill(if (r + wi) % 2 == 0 { 0x7f } else { 0x80 });
-        }
-    });
-    if kernels::available().contains(&Isa::Avx2) {
-        assert!(checked > 0, "the AVX2 table has a Q6_K gemm_8");
-    }
-}
-
-/// [`check_gemm_8`] for Q5_K: all quants 31 with scales and mins 63, zeros, mixed bytes, a ramp.
+/// Q5_K: quants 31 (0xff, scales and mins 63 too), zeros, mixed bytes, a ramp.
 #[test]
 fn q5_k_gemm_8_matches_the_spec() {
-    let t = TYPES[2];
-    assert_eq!(t.ty, GgmlType::Q5K);
-    let ramp: Vec<u8> = (0..=255).collect();
-    let sets: [&[u8]; 4] = [&[0xff], &[0x00], &[0x00, 0xff, 0x0f], &ramp];
-    let checked = check_gemm_8(t, &sets, |_, _, _| {});
-    if kernels::available().contains(&Isa::Avx2) {
-        assert!(checked > 0, "the AVX2 table has a Q5_K gemm_8");
-    }
+    gemm_8_on_edges(GgmlType::Q5K, None);
 }
 
-/// [`check_gemm_8`] for Q3_K: every quant at +3 (0xff, high bits set) or -4 (0x00), with the
-/// packed scales all ones (every scale +31) or all zeros (-32), mixed bytes, a ramp.
+/// Q6_K: quants +31 (0xff) or -32 (0x00) with every scale 127 or -128.
+#[test]
+fn q6_k_gemm_8_matches_the_spec() {
+    gemm_8_on_edges(GgmlType::Q6K, Some((192..208, [0x7f, 0x80])));
+}
+
+/// Q3_K: quants +3 (0xff, high bits set) or -4 (0x00) with the packed scales all ones (every
+/// scale +31) or all zeros (-32).
 #[test]
 fn q3_k_gemm_8_matches_the_spec() {
-    let t = TYPES[4];
-    assert_eq!(t.ty, GgmlType::Q3K);
-    let ramp: Vec<u8> = (0..=255).collect();
-    let sets: [&[u8]; 4] = [&[0xff], &[0x00], &[0x00, 0xff, 0x0f], &ramp];
-    let checked = check_gemm_8(t, &sets, |wi, r, blk| {
-        if wi < 2 {
-            blk[96..108].fill(if (r + wi) % 2 == 0 { 0xff } else { 0x00 });
-        }
-    });
-    if kernels::available().contains(&Isa::Avx2) {
-        assert!(checked > 0, "the AVX2 table has a Q3_K gemm_8");
-    }
+    gemm_8_on_edges(GgmlType::Q3K, Some((96..108, [0xff, 0x00])));
 }
 
-/// [`check_gemm_8`] for Q2_K: every quant 3 (0xff) or 0 with every scale and min 15 or 0
-/// (alternating by row), mixed bytes, a ramp.
+/// Q2_K: quants 3 (0xff) or 0 with every scale and min 15, or scale 15 and min 0.
 #[test]
 fn q2_k_gemm_8_matches_the_spec() {
-    let t = TYPES[3];
-    assert_eq!(t.ty, GgmlType::Q2K);
-    let ramp: Vec<u8> = (0..=255).collect();
-    let sets: [&[u8]; 4] = [&[0xff], &[0x00], &[0x00, 0xff, 0x0f], &ramp];
-    let checked = check_gemm_8(t, &sets, |wi, r, blk| {
-        if wi < 2 {
-            blk[..16].fill(if (r + wi) % 2 == 0 { 0xff } else { 0x0f });
-        }
-    });
-    if kernels::available().contains(&Isa::Avx2) {
-        assert!(checked > 0, "the AVX2 table has a Q2_K gemm_8");
-    }
+    gemm_8_on_edges(GgmlType::Q2K, Some((0..16, [0xff, 0x0f])));
 }
