@@ -155,5 +155,8 @@ fn background_hints_take_only_the_files_own_pages_and_outlive_it() {
     // SAFETY: the range is still mapped, read-only and unchanged: the adviser holds the map.
     let still_mapped = unsafe { std::slice::from_raw_parts(ptr, len) };
     assert!(adviser.advise(still_mapped, PageHint::Release));
+    // Reading it now (the release may be applied meanwhile: the pages fault back in) gives the
+    // file's bytes: had the map gone with the file, this read would fault.
+    assert_eq!(still_mapped, &before[..len]);
     drop(adviser);
 }
