@@ -11,14 +11,17 @@
 //! All of it is exact integer arithmetic, so only the float part (four rows in the lanes of one
 //! `__m128`, operation for operation as the spec) decides the bits.
 //!
-//! Three shapes: `dot_x4` (decode: four rows, one token, each activation group loaded once and
-//! the next row group prefetched; Q4_K, Q5_K and Q6_K have their own, leaner decode kernels,
-//! `k4_rows4_avx2` and `q6_k_rows4_avx2`, which unpack scales with byte shuffles and keep the
-//! vector work per group to a load, a nibble split, `maddubs`, `madd` and an add), `gemm_4` (prompts and batches: four rows decoded once per
-//! super-block to the stack, then every token, eight at a time) and `tile_4x4` (four tokens; the
-//! drivers use `gemm_4`, the tile is kept for the common kernel shape and its tests). Q4_K, Q5_K
-//! and Q6_K also have `gemm_8` for prompts: eight rows in the 32-bit lanes of one vector (packed once
-//! per super-block), so a tile of four tokens needs no horizontal adds (`lanes_rows`).
+//! The shapes:
+//! - `dot_x4`, decode (four rows, one token): `k4_rows4_avx2` for Q4_K / Q5_K and
+//!   `s16_rows4_avx2` for Q2_K / Q3_K / Q6_K, which unpack scales with byte shuffles and keep the
+//!   vector work per group to a load, a quant split, `maddubs`, `madd` and an add; `dot`
+//!   (`kquant_dot`, one row through the group decoder) for the rows they leave over;
+//! - `gemm_4`, prompts and batches: four rows decoded once per super-block to the stack, then
+//!   every token, eight at a time; `tile_4x4` (four tokens) is kept for the common kernel shape
+//!   and its tests;
+//! - `gemm_8`, prompts from a few tokens, all five types: eight rows in the 32-bit lanes of one
+//!   vector (packed once per super-block), so a tile of four tokens needs no horizontal adds
+//!   (`lanes_rows`).
 //!
 //! [`kernels`] must only be installed in a table that is handed out after the AVX2/FMA/F16C check
 //! (`x86_avx2::kernels`): the safe wrappers below rely on it.
@@ -35,7 +38,7 @@ macro_rules! kquant {
     ($b:ty, $x4:expr, $gemm_8:expr) => {
         KQuantOps {
             kernels: quant_kernels_by_4!(
-                |n, w, a| kquant_rows::<$b, 1>(n, [w], a)[0],
+                kquant_dot::<$b>,
                 $x4,
                 kquant_tile::<$b>,
                 (QK_K, <$b as KBlock>::BYTES, Q8_K_BYTES)
@@ -610,73 +613,44 @@ fn prefetch_group<B: KBlock, const R: usize, const HINT: i32>(wb: [*const u8; R]
     }
 }
 
-fn kquant_rows<B: KBlock, const R: usize>(n: usize, w: [&[u8]; R], a: &[u8]) -> [f32; R] {
-    for wr in w {
-        check_kquant(n, wr.len(), B::BYTES, a.len());
-    }
+/// One row against one activation row, through the type's group decoder (the rows a four-row
+/// decode kernel leaves over, and the reference the four-row kernels are written against).
+fn kquant_dot<B: KBlock>(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    check_kquant(n, w.len(), B::BYTES, a.len());
     // SAFETY: reachable only through a table built after the AVX2/FMA/F16C check; sizes checked.
-    unsafe { kquant_rows_avx2::<B, R>(n / QK_K, w.map(|r| r.as_ptr()), a.as_ptr()) }
+    unsafe { kquant_dot_avx2::<B>(n / QK_K, w.as_ptr(), a.as_ptr()) }
 }
 
-/// `R` (1..=4) rows against one activation row: each activation group is loaded once for all rows.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kquant_rows_avx2<B: KBlock, const R: usize>(
-    nb: usize,
-    w: [*const u8; R],
-    a: *const u8,
-) -> [f32; R] {
+unsafe fn kquant_dot_avx2<B: KBlock>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     let mut acc = _mm_setzero_ps();
-    // SAFETY: each row holds `nb` weight blocks and `a` `nb` Q8_K blocks (checked by the caller);
+    let z = _mm256_setzero_si256();
+    // SAFETY: the row holds `nb` weight blocks and `a` `nb` Q8_K blocks (checked by the caller);
     // every pointer below is into a block with index b < nb.
     unsafe {
         for b in 0..nb {
             let ab = a.add(b * Q8_K_BYTES);
-            let wb = w.map(|p| p.add(b * B::BYTES));
-            prefetch_next_group::<B, R>(wb, R * nb * B::BYTES);
-            // Loops, not closures: a closure is a function of its own, which the optimizer did
-            // not always inline here.
-            let mut pre = [B::pre(wb[0]); R];
-            for r in 1..R {
-                pre[r] = B::pre(wb[r]);
-            }
-            let mut iv = [_mm256_setzero_si256(); 4];
+            let wb = w.add(b * B::BYTES);
+            prefetch_next_group::<B, 1>([wb], nb * B::BYTES);
+            let pre = B::pre(wb);
+            let mut iv = z;
             unroll8!(g => {
                 let av = _mm256_loadu_si256(ab.add(4 + 32 * g).cast());
-                for r in 0..R {
-                    let (q, s) = B::group(wb[r], &pre[r], g);
-                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), s);
-                    iv[r] = _mm256_add_epi32(iv[r], p);
-                }
+                let (q, s) = B::group(wb, &pre, g);
+                iv = _mm256_add_epi32(iv, _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), s));
             });
             let bs = _mm256_loadu_si256(ab.add(260).cast());
-            let mut bv = [_mm256_setzero_si256(); 4];
-            for r in 0..R {
-                bv[r] = _mm256_madd_epi16(B::bsum_factors(&pre[r]), bs);
-            }
-            let dw = f16x4(std::array::from_fn(|r| {
-                if r < R {
-                    f16_bits(wb[r].add(B::D))
-                } else {
-                    0
-                }
-            }));
-            let dmin = f16x4(std::array::from_fn(|r| {
-                if r < R {
-                    f16_bits(wb[r].add(B::DMIN))
-                } else {
-                    0
-                }
-            }));
-            acc = accumulate::<B>(acc, dw, dmin, act_scale(ab), finish::<B>(iv, bv));
+            let bv = _mm256_madd_epi16(B::bsum_factors(&pre), bs);
+            let dw = f16x4([f16_bits(wb.add(B::D)), 0, 0, 0]);
+            let dmin = f16x4([f16_bits(wb.add(B::DMIN)), 0, 0, 0]);
+            let sums = finish::<B>([iv, z, z, z], [bv, z, z, z]);
+            acc = accumulate::<B>(acc, dw, dmin, act_scale(ab), sums);
         }
     }
-    let mut out = [0.0f32; 4];
-    // SAFETY: storing 4 floats into a 4-float array.
-    unsafe { _mm_storeu_ps(out.as_mut_ptr(), acc) };
-    std::array::from_fn(|r| out[r])
+    _mm_cvtss_f32(acc)
 }
 
-/// Q4_K's decode kernel (and, with the fifth bit, Q5_K's): four rows against one Q8_K activation row, as [`kquant_rows`] computes
+/// Q4_K's decode kernel (and, with the fifth bit, Q5_K's): four rows against one Q8_K activation row, as [`kquant_dot`] computes
 /// it (same integer sums, same float steps, so the same bits) with fewer instructions. The generic
 /// kernel ran at ~4.3 instructions a cycle on Zen 3 with the weights in L2, so instructions were
 /// the limit: this one unpacks the scales and mins with byte shuffles instead of scalar code,
@@ -1035,7 +1009,7 @@ impl Scales16 for Q2K {
 }
 
 /// The decode kernel of the types with sixteen scales (Q2_K, Q3_K, Q6_K): four rows against one
-/// Q8_K activation row, the same sums and float steps as [`kquant_rows`] (so the same bits) with
+/// Q8_K activation row, the same sums and float steps as [`kquant_dot`] (so the same bits) with
 /// fewer vector ops. Each row's 16 scales are widened once per super-block into two vectors
 /// (scales 0..8 and 8..16 in both 128-bit lanes), so a group's scale vector (sub-block `2g` in
 /// the low lane, `2g + 1` in the high one) is one in-lane shuffle instead of a shuffle and a
