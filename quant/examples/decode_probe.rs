@@ -7,8 +7,8 @@
 //! ```
 //! Arguments: `TYPE [ROWS] [THREADS] [direct]` — TYPE one of q4_0, q8_0, q2_k … q6_k; ROWS of 4096
 //! columns (default 14336, Mixtral's n_ff); with ROWS small (e.g. 64, 150 KB) the weights stay in
-//! L2 and the figure is the kernel's compute rate. Four matrices are cycled unless ROWS is under
-//! 1024, so the big case reads from memory. `direct` calls the table's row kernel without the
+//! L2 and the figure is the kernel's compute rate. From 1024 rows, enough matrices to pass 1 GiB
+//! are cycled, so the big case reads from memory (not from a last-level cache of hundreds of MB). `direct` calls the table's row kernel without the
 //! matmul driver (no rayon, no task split). The best of 7 timed passes is reported.
 
 use std::time::Instant;
@@ -49,8 +49,13 @@ fn run() -> Result<(), String> {
     let (n_rows, threads) = (num(1, 14336)?.max(1), num(2, 1)?.max(1));
     let direct = args.get(3).is_some_and(|s| s == "direct");
     let n_cols = 4096;
-    let n_mats = if n_rows < 1024 { 1 } else { 4 };
     let rb = ty.row_bytes(n_cols as u64).ok_or("row size")? as usize;
+    // Enough matrices to pass 1 GiB, so the big case streams from memory, not from a large L3.
+    let n_mats = if n_rows < 1024 {
+        1
+    } else {
+        (1usize << 30).div_ceil(rb * n_rows).max(4)
+    };
     let mats: Vec<Vec<u8>> = (0..n_mats as u64)
         .map(|i| random_weights(ty, n_rows, n_cols, 0x2545_f491_4f6c_dd1d + i))
         .collect();

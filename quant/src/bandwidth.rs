@@ -5,47 +5,53 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::kernels;
 use crate::{QuantError, Result};
 
-/// Floats summed per task: 64 KiB of the buffer against an L1-resident vector of ones.
-const CHUNK: usize = 16 * 1024;
+/// Bytes summed per task: long runs, so each thread streams as the hardware prefetchers like.
+const CHUNK: usize = 1 << 20;
 
-/// Reads a `bytes`-byte buffer (rounded down to whole 64 KiB chunks, at least one) with `threads`
-/// threads, summing it with the best f32 dot kernel; returns the best of a few passes in GB/s
-/// (10^9 bytes per second). Make `bytes` several times the last-level cache.
+/// Reads a `bytes`-byte buffer (rounded down to whole 1 MiB chunks, at least one) with `threads`
+/// threads, summing it as 64-bit words into eight independent accumulators (plain Rust the
+/// compiler vectorizes for any CPU: the loads, not the adds, are the limit); returns the best of
+/// a few passes in GB/s (10^9 bytes per second). Make `bytes` several times the last-level cache.
 pub fn measure_read_gbps(bytes: usize, threads: usize) -> Result<f64> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| QuantError::Pool(e.to_string()))?;
-    let n = (bytes / 4 / CHUNK).max(1) * CHUNK;
-    let buf = vec![1.0f32; n]; // [n] touched once here so the pages exist
-    let ones = vec![1.0f32; CHUNK];
-    // The best table the CPU has, whatever `SMOE_ISA` says: this measures the machine.
-    let dot = kernels::table(kernels::detected())
-        .unwrap_or(kernels::kernels())
-        .f32
-        .dot;
-    let data: &[u8] = bytemuck::cast_slice(&buf);
+    let words = (bytes / CHUNK).max(1) * CHUNK / 8;
+    let buf = vec![1u64; words]; // touched once here so the pages exist
     let mut best = f64::INFINITY;
-    let mut check = 0.0f32;
+    let mut check = 0u64;
     for _ in 0..5 {
         let t0 = Instant::now();
-        let sum: f32 = pool.install(|| {
-            data.par_chunks(CHUNK * 4)
-                .map(|c| dot(CHUNK, c, &ones))
-                .sum()
+        let sum: u64 = pool.install(|| {
+            buf.par_chunks(CHUNK / 8)
+                .map(sum_words)
+                .reduce(|| 0, u64::wrapping_add)
         });
         best = best.min(t0.elapsed().as_secs_f64());
-        check += sum;
+        check = check.wrapping_add(sum);
     }
-    // Keeps the sums alive (and catches a kernel that read nothing).
-    if check < n as f32 {
+    // Keeps the sums alive (and catches a pass that read nothing).
+    if check != 5 * words as u64 {
         return Err(QuantError::Pool(format!(
             "bandwidth probe summed {check}, expected {}",
-            5 * n
+            5 * words
         )));
     }
-    Ok((n * 4) as f64 / best / 1e9)
+    Ok((words * 8) as f64 / best / 1e9)
+}
+
+/// The wrapping sum of `w`, in eight independent lanes.
+fn sum_words(w: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    let mut it = w.chunks_exact(8);
+    for c in &mut it {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a = a.wrapping_add(*x);
+        }
+    }
+    let rest = it.remainder().iter().fold(0u64, |s, x| s.wrapping_add(*x));
+    acc.iter().fold(rest, |s, x| s.wrapping_add(*x))
 }
