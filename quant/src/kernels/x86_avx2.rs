@@ -455,7 +455,7 @@ pub(super) type LanesFn =
     fn(nb: usize, w: &[u8], row_bytes: usize, r0: usize, a: &[u8], y: &mut [f32]) -> usize;
 
 fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
-    q4_0_rows_with(
+    q4_0_rows_with::<Avx2X8>(
         lanes_rows::<LanesQ4>,
         LanesQ4::MIN_TOKENS,
         n,
@@ -467,8 +467,8 @@ fn q4_0_rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
 }
 
 /// [`QuantRows`](super::QuantRows) for Q4_0 with `lanes` for the rows it takes from
-/// `min_tokens` tokens, and the 8-row, 4-row and 1-row kernels for the rest.
-pub(super) fn q4_0_rows_with(
+/// `min_tokens` tokens, and the 8-row kernel `X`, then the 4-row and 1-row kernels, for the rest.
+pub(super) fn q4_0_rows_with<X: Q4x8>(
     lanes: LanesFn,
     min_tokens: usize,
     n: usize,
@@ -508,7 +508,7 @@ pub(super) fn q4_0_rows_with(
                 while t + 4 <= n_tok {
                     put(
                         t,
-                        &q4_0_x8::<4>(nb, w8, row_bytes, std::array::from_fn(|j| at(t + j))),
+                        &q4_0_x8::<X, 4>(nb, w8, row_bytes, std::array::from_fn(|j| at(t + j))),
                     );
                     t += 4;
                 }
@@ -517,10 +517,10 @@ pub(super) fn q4_0_rows_with(
                 match n_tok - t {
                     3 => put(
                         t,
-                        &q4_0_x8::<3>(nb, w8, row_bytes, [at(t), at(t + 1), at(t + 2)]),
+                        &q4_0_x8::<X, 3>(nb, w8, row_bytes, [at(t), at(t + 1), at(t + 2)]),
                     ),
-                    2 => put(t, &q4_0_x8::<2>(nb, w8, row_bytes, [at(t), at(t + 1)])),
-                    1 => put(t, &q4_0_x8::<1>(nb, w8, row_bytes, [at(t)])),
+                    2 => put(t, &q4_0_x8::<X, 2>(nb, w8, row_bytes, [at(t), at(t + 1)])),
+                    1 => put(t, &q4_0_x8::<X, 1>(nb, w8, row_bytes, [at(t)])),
                     _ => {}
                 }
                 r += 8;
@@ -546,10 +546,42 @@ pub(super) fn q4_0_rows_with(
 
 /// One activation row for [`q4_0_x8`]: its Q8_0 blocks, and per block the scale as f32 and
 /// `8·Σa` (from [`q8_0_block_terms`]).
-type Q8Row<'a> = (&'a [u8], &'a [f32], &'a [i32]);
+pub(super) type Q8Row<'a> = (&'a [u8], &'a [f32], &'a [i32]);
 
-/// [`q4_0_x8_avx2`] on the eight rows that start `w` (checked here).
-fn q4_0_x8<const T: usize>(
+/// An eight-row Q4_0 kernel for one to four tokens, with [`q4_0_x8_avx2`]'s contract and
+/// results (the same bits): the AVX2 one, or a table's faster one.
+pub(super) trait Q4x8 {
+    /// Eight Q4_0 rows against `T` activation rows: `[token][row]`.
+    ///
+    /// # Safety
+    /// As [`q4_0_x8_avx2`], with the CPU features of the table that installs the implementor.
+    unsafe fn x8<const T: usize>(
+        nb: usize,
+        w0: *const u8,
+        row_bytes: usize,
+        a: [Q8Row<'_>; T],
+    ) -> [[f32; 8]; T];
+}
+
+/// [`q4_0_x8_avx2`] as a [`Q4x8`].
+struct Avx2X8;
+
+impl Q4x8 for Avx2X8 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn x8<const T: usize>(
+        nb: usize,
+        w0: *const u8,
+        row_bytes: usize,
+        a: [Q8Row<'_>; T],
+    ) -> [[f32; 8]; T] {
+        // SAFETY: as the trait requires.
+        unsafe { q4_0_x8_avx2::<T>(nb, w0, row_bytes, a) }
+    }
+}
+
+/// `X`'s kernel on the eight rows that start `w` (checked here).
+fn q4_0_x8<X: Q4x8, const T: usize>(
     nb: usize,
     w: &[u8],
     row_bytes: usize,
@@ -566,9 +598,9 @@ fn q4_0_x8<const T: usize>(
             "q4_0 x8: activation terms"
         );
     }
-    // SAFETY: reachable only through `kernels()` (AVX2/FMA/F16C); the eight rows of nb blocks
-    // and the T activation rows with their terms were checked just above.
-    unsafe { q4_0_x8_avx2::<T>(nb, w.as_ptr(), row_bytes, a) }
+    // SAFETY: reachable only through a table whose CPU check covers `X`; the eight rows of nb
+    // blocks and the T activation rows with their terms were checked just above.
+    unsafe { X::x8::<T>(nb, w.as_ptr(), row_bytes, a) }
 }
 
 /// Eight Q4_0 rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `T` Q8_0 rows:
@@ -589,7 +621,7 @@ fn q4_0_x8<const T: usize>(
 /// readable from `w0`; each `a[t]` holds `nb` Q8_0 blocks and `nb` terms.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0_x8_avx2<const T: usize>(
+pub(super) unsafe fn q4_0_x8_avx2<const T: usize>(
     nb: usize,
     w0: *const u8,
     row_bytes: usize,

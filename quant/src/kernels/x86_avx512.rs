@@ -32,8 +32,8 @@ use super::kquant_avx2::{
     Q6_PK_SCALES,
 };
 use super::x86_avx2::{
-    lanes_rows, prefetch_rows_ahead, q4_0_rows_with, q8_0_rows_with, scales8, transpose8x4,
-    LaneFormat,
+    lanes_rows, prefetch_rows_ahead, q4_0_rows_with, q4_0_x8_avx2, q8_0_rows_with, scales8,
+    LaneFormat, Q4x8, Q8Row,
 };
 use super::{Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES, Q8_K_BYTES, QK_K};
 
@@ -42,13 +42,16 @@ use super::{Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES, Q8_K_BYTES, QK_K};
 pub(super) fn kernels() -> Option<Kernels> {
     let ok = is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vnni");
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("gfni");
     if !ok {
         return None;
     }
     let mut k = super::x86_avx2::kernels()?;
     k.isa = Isa::Avx512;
-    k.q4_0.rows = |n, w, rb, a, y| q4_0_rows_with(lanes_rows::<Q4>, Q4::MIN_TOKENS, n, w, rb, a, y);
+    k.q4_0.rows =
+        |n, w, rb, a, y| q4_0_rows_with::<VnniX8>(lanes_rows::<Q4>, Q4::MIN_TOKENS, n, w, rb, a, y);
     k.q8_0.rows = |n, w, rb, a, y| q8_0_rows_with(lanes_rows::<Q8>, Q8::MIN_TOKENS, n, w, rb, a, y);
     k.k_quants.q4_k.gemm_8 =
         Some(|n, w, rb, a, y| k_rows16::<Q4K>(q4_k_lanes_rows8, n, w, rb, a, y));
@@ -57,6 +60,128 @@ pub(super) fn kernels() -> Option<Kernels> {
     k.k_quants.q6_k.gemm_8 =
         Some(|n, w, rb, a, y| k_rows16::<Q6K>(q6_k_lanes_rows8, n, w, rb, a, y));
     Some(k)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode and small batches (Q4_0): eight rows, one to three tokens, no packing
+// ---------------------------------------------------------------------------------------------
+
+/// The longest row whose eight-row scale gather offsets fit an i32.
+const GATHER_MAX_ROW_BYTES: usize = (i32::MAX / 8) as usize;
+
+/// The eight-row Q4_0 kernel of this table ([`q4_0_x8_vnni`]).
+struct VnniX8;
+
+impl Q4x8 for VnniX8 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn x8<const T: usize>(
+        nb: usize,
+        w0: *const u8,
+        row_bytes: usize,
+        a: [Q8Row<'_>; T],
+    ) -> [[f32; 8]; T] {
+        // SAFETY: as the trait requires. The scale gather takes `7·row_bytes` as an i32 offset;
+        // rows too long for that (never a real model's) take the AVX2 kernel.
+        unsafe {
+            if row_bytes <= GATHER_MAX_ROW_BYTES {
+                q4_0_x8_vnni::<T>(nb, w0, row_bytes, a)
+            } else {
+                q4_0_x8_avx2::<T>(nb, w0, row_bytes, a)
+            }
+        }
+    }
+}
+
+/// Eight Q4_0 rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `T` Q8_0 rows:
+/// `[token][row]`, the AVX2 eight-row kernel's layout and bits with 256-bit `vpdpbusd`.
+///
+/// Two rows share a vector (row `2k` in the low 128-bit lane, `2k + 1` in the high one), the
+/// nibbles are split once per block for all `T` tokens, and per token the low and high nibbles
+/// meet the broadcast activation halves in two `vpdpbusd` into one accumulator: two
+/// instructions where AVX2 needs two `maddubs`, an `i16` add and a `madd`. Four such vectors
+/// reduce to one exact `i32` per row with in-lane unpacks (which the CPU runs on two ports,
+/// where `hadd` needs three uops), rows ordered `[0 2 4 6 | 1 3 5 7]`. 256 bits rather than
+/// 512: on CPUs with one 512-bit multiply port (such as the two-core Xeon this was tuned on),
+/// 256-bit `vpdpbusd` issue on two ports and so multiply as fast, and the shuffles keep a port
+/// of their own.
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; rows `0..8` of `nb` 18-byte blocks at stride
+/// `row_bytes` are readable from `w0`; each `a[t]` holds `nb` Q8_0 blocks and `nb` terms.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,gfni,avx2,fma,f16c")]
+unsafe fn q4_0_x8_vnni<const T: usize>(
+    nb: usize,
+    w0: *const u8,
+    row_bytes: usize,
+    a: [Q8Row<'_>; T],
+) -> [[f32; 8]; T] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let zero = _mm256_setzero_si256();
+    let shr4 = _mm256_set1_epi64x(SHR4);
+    let rb = row_bytes as i32;
+    let gather_idx = _mm256_setr_epi32(0, 2 * rb, 4 * rb, 6 * rb, rb, 3 * rb, 5 * rb, 7 * rb);
+    let ap = a.map(|(a, da, sums)| (a.as_ptr(), da.as_ptr(), sums.as_ptr()));
+    let mut acc = [_mm256_setzero_ps(); T];
+    // SAFETY: per the contract, every row pointer + b·18 (+18), every a[t] + b·34 (+34) and
+    // every term b with b < nb is readable.
+    unsafe {
+        for b in 0..nb {
+            let wb = w0.add(b * Q4_0_BYTES);
+            if b % 3 == 0 {
+                // The same bytes of the next eight rows (the next call's), as the AVX2 kernel.
+                for i in 8..16 {
+                    _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(i * row_bytes).cast());
+                }
+            }
+            let mut lo = [zero; 4];
+            let mut hi = [zero; 4];
+            for k in 0..4 {
+                let lo_row = wb.add(2 * k * row_bytes + 2);
+                let hi_row = wb.add((2 * k + 1) * row_bytes + 2);
+                let x = _mm256_loadu2_m128i(hi_row.cast(), lo_row.cast());
+                lo[k] = _mm256_and_si256(x, m4);
+                // Each byte's high nibble, shifted down: one GF(2) affine map per byte.
+                hi[k] = _mm256_gf2p8affine_epi64_epi8::<0>(x, shr4);
+            }
+            // The eight scales in one gather (the dword at each block's start; its low half is
+            // the f16 scale), in the rows' order [0 2 4 6 | 1 3 5 7].
+            let g = _mm256_i32gather_epi32::<1>(wb.cast(), gather_idx);
+            let dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(g));
+            for t in 0..T {
+                let (ab, da, sums) = ap[t];
+                let ab = ab.add(b * Q8_0_BYTES);
+                let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(2).cast()));
+                let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(18).cast()));
+                // Unsigned nibbles first, signed activations second, as `vpdpbusd` takes them.
+                let p: [__m256i; 4] = std::array::from_fn(|k| {
+                    _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo[k], alo), hi[k], ahi)
+                });
+                let p01 = _mm256_add_epi32(
+                    _mm256_unpacklo_epi32(p[0], p[1]),
+                    _mm256_unpackhi_epi32(p[0], p[1]),
+                );
+                let p23 = _mm256_add_epi32(
+                    _mm256_unpacklo_epi32(p[2], p[3]),
+                    _mm256_unpackhi_epi32(p[2], p[3]),
+                );
+                let h = _mm256_add_epi32(
+                    _mm256_unpacklo_epi64(p01, p23),
+                    _mm256_unpackhi_epi64(p01, p23),
+                );
+                let h = _mm256_sub_epi32(h, _mm256_set1_epi32(*sums.add(b)));
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(*da.add(b)));
+                acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(h)));
+            }
+        }
+    }
+    acc.map(|v| {
+        let mut t = [0.0f32; 8];
+        // SAFETY: `t` has room for 8 f32.
+        unsafe { _mm256_storeu_ps(t.as_mut_ptr(), v) };
+        [t[0], t[4], t[1], t[5], t[2], t[6], t[3], t[7]]
+    })
 }
 
 /// Tokens per tile: each packed vector is loaded once for this many tokens.
@@ -112,20 +237,67 @@ fn join(lo: __m256i, hi: __m256i) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
-/// The scales of sixteen rows' blocks at `wb` (stride `row_bytes`) as f32, row `i` in lane `i`.
+/// `x >> 4` on each byte as a bit matrix for `gf2p8affine`: output bit i is the parity of the
+/// input and matrix byte 7 − i, so bytes 7, 6, 5, 4 select input bits 4, 5, 6, 7.
+const SHR4: i64 = 0x1020_4080_0000_0000;
+
+/// The scales of sixteen rows' blocks at `wb` (stride `row_bytes`) as f32, row `i` in lane `i`:
+/// one gather of the dword at each block's start (its low half is the f16 scale), or, for rows
+/// too long for the gather's i32 offsets (never a real model's), two eight-row scalar packings.
 ///
 /// # Safety
-/// The CPU has the features of [`kernels`]; two bytes at `wb + i·row_bytes` are readable for
+/// The CPU has the features of [`kernels`]; four bytes at `wb + i·row_bytes` are readable for
 /// i < 16.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn scales16(wb: *const u8, row_bytes: usize) -> __m512i {
     // SAFETY: per the contract.
     unsafe {
-        let lo = _mm256_castps_si256(scales8(wb, row_bytes));
-        let hi = _mm256_castps_si256(scales8(wb.add(8 * row_bytes), row_bytes));
-        join(lo, hi)
+        if row_bytes <= GATHER_MAX_ROW_BYTES / 2 {
+            let rb = row_bytes as i32;
+            let idx = _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(rb),
+            );
+            let g = _mm512_i32gather_epi32::<1>(idx, wb.cast());
+            _mm512_castps_si512(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)))
+        } else {
+            let lo = _mm256_castps_si256(scales8(wb, row_bytes));
+            let hi = _mm256_castps_si256(scales8(wb.add(8 * row_bytes), row_bytes));
+            join(lo, hi)
+        }
     }
+}
+
+/// Group `k` (bytes `off + 4k .. off + 4k + 4`) of sixteen rows from `wb` (stride
+/// `row_bytes`), for `k` in 0..4: `[k]` with row `i` in 32-bit lane `i`. Vector `j` takes rows
+/// `j`, `4 + j`, `8 + j`, `12 + j` in its 128-bit lanes; a 4×4 transpose of 32-bit groups within
+/// each lane then puts row `4l + j` at lane `4l + j`.
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; 16 bytes at `wb + i·row_bytes + off` are readable
+/// for i < 16.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn transpose16x4(wb: *const u8, row_bytes: usize, off: usize) -> [__m512i; 4] {
+    // SAFETY: per the contract.
+    let v: [__m512i; 4] = std::array::from_fn(|j| unsafe {
+        let row = |l: usize| _mm_loadu_si128(wb.add((4 * l + j) * row_bytes + off).cast());
+        let x = _mm512_castsi128_si512(row(0));
+        let x = _mm512_inserti32x4::<1>(x, row(1));
+        let x = _mm512_inserti32x4::<2>(x, row(2));
+        _mm512_inserti32x4::<3>(x, row(3))
+    });
+    let t0 = _mm512_unpacklo_epi32(v[0], v[1]);
+    let t1 = _mm512_unpackhi_epi32(v[0], v[1]);
+    let t2 = _mm512_unpacklo_epi32(v[2], v[3]);
+    let t3 = _mm512_unpackhi_epi32(v[2], v[3]);
+    [
+        _mm512_unpacklo_epi64(t0, t2),
+        _mm512_unpackhi_epi64(t0, t2),
+        _mm512_unpacklo_epi64(t1, t3),
+        _mm512_unpackhi_epi64(t1, t3),
+    ]
 }
 
 impl LaneFormat for Q4 {
@@ -144,22 +316,20 @@ impl LaneFormat for Q4 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,gfni,avx2,fma,f16c")]
     unsafe fn pack(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m512i) {
         let m4 = _mm512_set1_epi8(0x0f);
+        let shr4 = _mm512_set1_epi64(SHR4);
         // SAFETY: per the contract.
         unsafe {
             for b in 0..nb {
                 let wb = w0.add(b * Q4_0_BYTES);
                 prefetch_rows_ahead(b, wb, row_bytes);
                 prefetch_rows_ahead(b, wb.add(8 * row_bytes), row_bytes);
-                let lo = transpose8x4(wb, row_bytes, 2);
-                let hi = transpose8x4(wb.add(8 * row_bytes), row_bytes, 2);
                 let o = out.add(b * Self::VECS);
-                for k in 0..4 {
-                    let p = join(lo[k], hi[k]);
+                for (k, p) in transpose16x4(wb, row_bytes, 2).into_iter().enumerate() {
                     _mm512_storeu_si512(o.add(2 * k).cast(), _mm512_and_si512(p, m4));
-                    let h = _mm512_and_si512(_mm512_srli_epi16::<4>(p), m4);
+                    let h = _mm512_gf2p8affine_epi64_epi8::<0>(p, shr4);
                     _mm512_storeu_si512(o.add(2 * k + 1).cast(), h);
                 }
                 _mm512_storeu_si512(o.add(8).cast(), scales16(wb, row_bytes));
@@ -199,7 +369,7 @@ impl LaneFormat for Q8 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn pack(nb: usize, w0: *const u8, row_bytes: usize, out: *mut __m512i) {
         let ones = _mm512_set1_epi8(1);
         // SAFETY: per the contract.
@@ -211,10 +381,8 @@ impl LaneFormat for Q8 {
                 let o = out.add(b * Self::VECS);
                 let mut sum = _mm512_setzero_si512();
                 for half in 0..2 {
-                    let lo = transpose8x4(wb, row_bytes, 2 + 16 * half);
-                    let hi = transpose8x4(wb.add(8 * row_bytes), row_bytes, 2 + 16 * half);
-                    for k in 0..4 {
-                        let p = join(lo[k], hi[k]);
+                    let p = transpose16x4(wb, row_bytes, 2 + 16 * half);
+                    for (k, p) in p.into_iter().enumerate() {
                         _mm512_storeu_si512(o.add(4 * half + k).cast(), p);
                         sum = _mm512_dpbusd_epi32(sum, ones, p);
                     }
