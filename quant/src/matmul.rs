@@ -489,17 +489,32 @@ fn run(k: &Kernels, w: &Matrix, x: Input, y: &mut [f32]) -> Result<()> {
         return Ok(());
     }
     // Many tokens: each task fills out[r, t] for its rows (row-major by weight row, so tasks own
-    // disjoint slices), then y[t, r] is written from it.
-    let mut out = vec![0.0f32; w.n_rows * n_tok]; // [n_rows, n_tok]
-    out.par_chunks_mut(chunk * n_tok)
+    // disjoint slices), then y[t, r] is written from it. `out` is this thread's buffer, taken
+    // (so a nested call on this thread finds none and makes its own) and put back, grown but
+    // never cleared: every element is written before it is read.
+    let mut out = ROWS_OUT.take(); // [n_rows, n_tok]
+    if out.len() < w.n_rows * n_tok {
+        out.resize(w.n_rows * n_tok, 0.0);
+    }
+    let out_rows = &mut out[..w.n_rows * n_tok];
+    out_rows
+        .par_chunks_mut(chunk * n_tok)
         .enumerate()
         .for_each(|(c, o)| rows_block(k, w, x, c * chunk, o));
+    let out_rows = &*out_rows;
     y.par_chunks_mut(w.n_rows).enumerate().for_each(|(t, yt)| {
         for (r, v) in yt.iter_mut().enumerate() {
-            *v = out[r * n_tok + t];
+            *v = out_rows[r * n_tok + t];
         }
     });
+    ROWS_OUT.set(out);
     Ok(())
+}
+
+thread_local! {
+    /// Each calling thread's many-token output buffer for [`run`] (kept, so calls do not
+    /// allocate and zero megabytes each time).
+    static ROWS_OUT: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Rows `r0..r0 + out.len() / n_tok` of `w` against every token of `x`: `out` [rows, n_tok].

@@ -2,6 +2,7 @@
 //! token, and only those run. Tokens are grouped by expert so each expert's weights are read once
 //! for the whole batch.
 
+use rayon::prelude::*;
 use smoe_quant::matmul::{matmul, Activations};
 
 use super::weights::Expert;
@@ -119,9 +120,7 @@ pub fn experts(
         xn.gather_into(&s.members, &mut s.xe)?;
         matmul(&ex.gate, &s.xe, &mut s.gate[..m * n_ff])?;
         matmul(&ex.up, &s.xe, &mut s.up[..m * n_ff])?;
-        for (g, u) in s.gate[..m * n_ff].iter_mut().zip(&s.up[..m * n_ff]) {
-            *g = silu(*g) * u;
-        }
+        swiglu(&mut s.gate[..m * n_ff], &s.up[..m * n_ff]);
         on_hidden(e, &s.gate[..m * n_ff], n_ff);
         s.hidden.set_rows(&s.gate[..m * n_ff], n_ff)?;
         matmul(&ex.down, &s.hidden, &mut s.down[..m * n_embd])?;
@@ -133,6 +132,26 @@ pub fn experts(
         }
     }
     Ok(())
+}
+
+/// `gate[i] = silu(gate[i]) * up[i]`, split across the pool when there is enough of it (each
+/// element on its own, so the result does not depend on the split).
+fn swiglu(gate: &mut [f32], up: &[f32]) {
+    /// Elements per task: big enough that scheduling is noise, small enough to spread a
+    /// prompt's expert over the pool.
+    const CHUNK: usize = 16 * 1024;
+    let f = |(g, u): (&mut [f32], &[f32])| {
+        for (g, u) in g.iter_mut().zip(u) {
+            *g = silu(*g) * u;
+        }
+    };
+    if gate.len() > CHUNK {
+        gate.par_chunks_mut(CHUNK)
+            .zip(up.par_chunks(CHUNK))
+            .for_each(f);
+    } else {
+        f((gate, up));
+    }
 }
 
 /// SiLU: x · sigmoid(x).
