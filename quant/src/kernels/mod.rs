@@ -11,7 +11,7 @@
 //! | `Scalar` | `scalar.rs` | the spec: plain Rust, always built; only chosen by `SMOE_ISA=scalar` |
 //! | `Portable` | `portable.rs` | the `wide` crate (SSE2 on x86-64, NEON on aarch64): ARM, older x86 |
 //! | `Avx2` | `x86_avx2.rs` | x86-64 with AVX2 + FMA + F16C |
-//! | `Avx512` | `x86_avx512.rs` | AVX-512 F/BW/VNNI: the AVX2 table with VNNI many-token Q4_0 / Q8_0 kernels |
+//! | `Avx512` | `x86_avx512.rs` | AVX-512 F/BW/VL/VNNI + GFNI: the AVX2 table with VNNI kernels for many-token Q4_0, Q8_0, Q4_K, Q5_K, Q6_K and for Q4_0 decode |
 //!
 //! On AVX2, prompts and batches (from 2 to 6 tokens a matrix, by type) take *lane* kernels for
 //! Q4_0, Q8_0, Q4_K, Q5_K and Q6_K: eight weight rows are packed once per call (per super-block
@@ -20,7 +20,7 @@
 //! block's products then sum in `i16` lanes with no horizontal adds, and a tile of four tokens
 //! shares each packed vector. The AVX-512 table (`x86_avx512.rs`) does the same sixteen rows a
 //! vector with `vpdpbusd`. Decode (one token) keeps the row-at-a-time kernels, which stream the
-//! weights once.
+//! weights once; the AVX-512 table's Q4_0 one multiplies with 256-bit `vpdpbusd`.
 //!
 //! The K-quant kernels live beside them: `kquant_scalar.rs` (the spec), `kquant_portable.rs`,
 //! `kquant_avx2.rs` (Q2_K … Q6_K; the lane kernels for prompts cover Q4_K, Q5_K and Q6_K).

@@ -1,6 +1,7 @@
-//! x86-64 kernels for AVX-512 with VNNI (AVX-512 F, BW and VNNI, on top of AVX2/FMA/F16C):
-//! the many-token Q4_0, Q8_0, Q4_K, Q5_K and Q6_K kernels. Everything else in the table (decode, the
-//! other types, float weights) is the AVX2 kernels'.
+//! x86-64 kernels for AVX-512 with VNNI (AVX-512 F, BW, VL and VNNI, and GFNI, on top of
+//! AVX2/FMA/F16C): the many-token Q4_0, Q8_0, Q4_K, Q5_K and Q6_K kernels, and the Q4_0 kernel
+//! for one to three tokens (decode, small batches). Everything else in the table (the other
+//! decode kernels, the other types, float weights) is the AVX2 kernels'.
 //! Every function gives the same bits as its scalar spec (see the module docs of [`super`]).
 //!
 //! The kernels follow the AVX2 lane kernels (`x86_avx2.rs`), sixteen rows wide: sixteen weight
