@@ -189,7 +189,7 @@ unsafe fn q4_0_x8_vnni<const T: usize>(
 const TILE: usize = 8;
 
 thread_local! {
-    /// Each thread's packed rows for [`lanes_rows`] (grown once to the widest matrix).
+    /// Each thread's packed rows for [`lanes_rows`] (a run of blocks, or a row group).
     static PACK: RefCell<Vec<__m512i>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -217,9 +217,10 @@ macro_rules! vnni_tile {
             packed: *const __m512i,
             a: [*const u8; T],
             terms: [(*const f32, *const i32); T],
+            init: [__m512; T],
         ) -> [__m512; T] {
             // SAFETY: as the trait requires.
-            unsafe { tile::<Self, T>(nb, packed, a, terms) }
+            unsafe { tile::<Self, T>(nb, packed, a, terms, init) }
         }
     };
 }
@@ -423,7 +424,7 @@ const fn act_offset<F: LaneFormat>(v: usize) -> usize {
 
 /// Sixteen packed rows against `T` tokens (`a[t]` their Q8_0 rows, plus 128 where
 /// `F::SHIFT_ACT`; `terms[t]` their scales and corrections per block): one vector of the sixteen
-/// rows' outputs per token, row `i` in lane `i`.
+/// rows' outputs per token, row `i` in lane `i`, going on from `init`.
 ///
 /// # Safety
 /// The CPU has the features of [`kernels`]; `packed` holds `nb` packed blocks; each `a[t]` holds
@@ -435,8 +436,9 @@ unsafe fn tile<F: Vnni, const T: usize>(
     packed: *const __m512i,
     a: [*const u8; T],
     terms: [(*const f32, *const i32); T],
+    init: [__m512; T],
 ) -> [__m512; T] {
-    let mut acc = [_mm512_setzero_ps(); T];
+    let mut acc = init;
     // SAFETY: per the contract, packed + b·VECS (+VECS), every a[t] + b·34 (+34) and every
     // terms[t] + b with b < nb is readable.
     unsafe {
