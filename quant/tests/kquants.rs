@@ -480,7 +480,7 @@ fn gathers_carry_q8_k() {
 /// bit: called directly on one and two groups of eight distinct rows (at a padded stride), on
 /// the weight bytes of `byte_sets` (`fix` then edits each row's blocks: set, row, block) with
 /// activations ±127 and -128 and random ones, on every tile remainder of the token count (and
-/// past one 64-token chunk), and through `matmul` on 9 and 13 rows (past the type's cut-off, a
+/// past one 256-token pass), and through `matmul` on 9 and 13 rows (past the type's cut-off, a
 /// group of eight and leftover rows; 1 to 13 tokens, both sides of each cut-off). Returns how
 /// many `gemm_8` runs were checked.
 fn check_gemm_8(t: Ty, byte_sets: &[&[u8]], fix: impl Fn(usize, usize, &mut [u8])) -> usize {
@@ -517,7 +517,7 @@ fn check_gemm_8(t: Ty, byte_sets: &[&[u8]], fix: impl Fn(usize, usize, &mut [u8]
                 w[r * row_bytes..r * row_bytes + span].copy_from_slice(row);
             }
             for (ai, ab) in act_sets.iter().chain([&&random_acts[..]]).enumerate() {
-                for n_tok in [1usize, 2, 3, 5, 9, 13, 70] {
+                for n_tok in [1usize, 2, 3, 5, 9, 13, 70, 260] {
                     let acts: Vec<Vec<u8>> = (0..n_tok)
                         .map(|j| act_row(nb, ab, 17 * j + ai, &[0.25, -1.5, 3e-3]))
                         .collect();

@@ -1292,9 +1292,19 @@ unsafe fn gemm_chunk<B: KBlock, const T: usize>(
 
 /// Tokens per lane-kernel tile.
 const LANES_TOKENS: usize = 4;
-/// Tokens per pass over the rows in [`lanes_rows`]: their Q8_K rows (64 × 4.6 KB for a
-/// 4096-wide matrix) stay in L2 while every row group reads them.
-pub(super) const LANES_CHUNK: usize = 64;
+/// Bytes of Q8_K activation rows per pass over the rows in [`lanes_rows`]: they stay in L2
+/// while every row group reads them (224 tokens of a 4096-wide matrix, 64 of a 14336-wide one).
+/// Each pass packs and reads the weights again, so passes are as long as L2 allows.
+const LANES_CHUNK_BYTES: usize = 1 << 20;
+/// The fewest and the most tokens per pass, whatever the width (the accumulators of a pass are
+/// a vector a token).
+const LANES_CHUNK_MIN: usize = 16;
+const LANES_CHUNK_MAX: usize = 256;
+
+/// Tokens per pass over the rows in [`lanes_rows`] for activation rows of `arb` bytes.
+fn lanes_chunk(arb: usize) -> usize {
+    (LANES_CHUNK_BYTES / arb.max(1)).clamp(LANES_CHUNK_MIN, LANES_CHUNK_MAX)
+}
 /// Vectors of one packed super-block of eight rows (the most any [`Lanes`] type uses: Q6_K's).
 pub(super) const PACKED_VECS: usize = Q2_PK_DMIN + 1;
 
@@ -1365,7 +1375,7 @@ fn q8_k_min_pairs(a: &[u8], n_tok: usize, nb: usize, out: &mut Vec<i32>) {
 
 /// Rows in whole groups of `L::ROWS` of the K-quant matrix `w` (`nb` blocks a row at stride
 /// `row_bytes`) against the Q8_K rows of `a`, into `out` [n_rows][n_tok]; returns the first row
-/// not done. For each chunk of up to [`LANES_CHUNK`] tokens, each group runs super-block by
+/// not done. For each chunk of up to [`lanes_chunk`] tokens, each group runs super-block by
 /// super-block: the group's block is packed once ([`Lanes::pack`]: a few KB, it stays in L1) and
 /// then read by every tile of `L::TILE` tokens (and one tile of the rest), the outputs
 /// accumulating in super-block order in a per-thread accumulator a token, as the spec. Only
@@ -1403,17 +1413,18 @@ pub(super) fn lanes_rows<L: Lanes>(
             q8_k_min_pairs(a, n_tok, nb, pairs);
         }
         L::acc_scratch().with_borrow_mut(|acc| {
-            if acc.len() < LANES_CHUNK {
+            let chunk = lanes_chunk(arb).min(n_tok);
+            if acc.len() < chunk {
                 // SAFETY: all-zero bits are a valid SIMD vector.
-                acc.resize(LANES_CHUNK, unsafe { std::mem::zeroed() });
+                acc.resize(chunk, unsafe { std::mem::zeroed() });
             }
-            for t0 in (0..n_tok).step_by(LANES_CHUNK) {
-                let m = LANES_CHUNK.min(n_tok - t0);
+            for t0 in (0..n_tok).step_by(chunk) {
+                let m = chunk.min(n_tok - t0);
                 for r0 in (0..groups).step_by(L::ROWS) {
                     // SAFETY: the table's CPU check covers L; rows r0..r0 + ROWS of nb blocks lie in
                     // `w` (row_span above), tokens t0..t0 + m have nb Q8_K blocks in `a`
                     // (check_tokens) and PAIRS·nb pairs each (none read where PAIRS is 0: every
-                    // offset into `pairs` is then 0), and `acc` holds LANES_CHUNK ≥ m accumulators.
+                    // offset into `pairs` is then 0), and `acc` holds `chunk` ≥ m accumulators.
                     unsafe {
                         lanes_group::<L>(
                             nb,
