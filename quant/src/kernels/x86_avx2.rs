@@ -315,7 +315,7 @@ unsafe fn quant_x4_avx2<B: QuantBlock>(nb: usize, w: [&[u8]; 4], a: &[u8]) -> [f
     let wp = w.map(|r| r.as_ptr());
     let ap = a.as_ptr();
     // Rows at an even stride (a matrix's rows) are followed by the next call's: prefetch their
-    // bytes four rows on, once per cache line (see `q4_0_x8_avx2`). Only an address: a prefetch
+    // bytes four rows on, once per cache line (see `Avx2X8`). Only an address: a prefetch
     // never faults.
     let stride = (wp[1] as usize).wrapping_sub(wp[0] as usize);
     let ahead = stride.wrapping_mul(4);
@@ -548,36 +548,21 @@ pub(super) fn q4_0_rows_with<X: Q4x8>(
 /// `8·Σa` (from [`q8_0_block_terms`]).
 pub(super) type Q8Row<'a> = (&'a [u8], &'a [f32], &'a [i32]);
 
-/// An eight-row Q4_0 kernel for one to four tokens, with [`q4_0_x8_avx2`]'s contract and
-/// results (the same bits): the AVX2 one, or a table's faster one.
+/// An eight-row Q4_0 kernel for one to four tokens: the AVX2 one ([`Avx2X8`]), or a table's
+/// faster one with its contract and results (the same bits).
 pub(super) trait Q4x8 {
     /// Eight Q4_0 rows against `T` activation rows: `[token][row]`.
     ///
     /// # Safety
-    /// As [`q4_0_x8_avx2`], with the CPU features of the table that installs the implementor.
+    /// The CPU has the features of the table that installs the implementor; rows `0..8` of
+    /// `nb` 18-byte blocks at stride `row_bytes` are readable from `w0`; each `a[t]` holds `nb`
+    /// Q8_0 blocks and `nb` terms.
     unsafe fn x8<const T: usize>(
         nb: usize,
         w0: *const u8,
         row_bytes: usize,
         a: [Q8Row<'_>; T],
     ) -> [[f32; 8]; T];
-}
-
-/// [`q4_0_x8_avx2`] as a [`Q4x8`].
-struct Avx2X8;
-
-impl Q4x8 for Avx2X8 {
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn x8<const T: usize>(
-        nb: usize,
-        w0: *const u8,
-        row_bytes: usize,
-        a: [Q8Row<'_>; T],
-    ) -> [[f32; 8]; T] {
-        // SAFETY: as the trait requires.
-        unsafe { q4_0_x8_avx2::<T>(nb, w0, row_bytes, a) }
-    }
 }
 
 /// `X`'s kernel on the eight rows that start `w` (checked here).
@@ -603,8 +588,8 @@ fn q4_0_x8<X: Q4x8, const T: usize>(
     unsafe { X::x8::<T>(nb, w.as_ptr(), row_bytes, a) }
 }
 
-/// Eight Q4_0 rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `T` Q8_0 rows:
-/// `[token][row]`.
+/// The AVX2 eight-row Q4_0 kernel: eight rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each)
+/// against `T` Q8_0 rows, `[token][row]`.
 ///
 /// Two rows share a vector: row `2k` in the low 128-bit lane and row `2k+1` in the high one, so
 /// one `maddubs` pair covers 64 weights; a weight block is unpacked once for all `T` tokens. Low
@@ -616,68 +601,87 @@ fn q4_0_x8<X: Q4x8, const T: usize>(
 /// in the same order with scalar loads (on Zen 3 this beats a `vpgatherdd` by 1.8×: the integer
 /// ports are otherwise idle). The float part is the spec's, lane by lane.
 ///
-/// # Safety
-/// The CPU has AVX2/FMA/F16C; rows `0..8` of `nb` 18-byte blocks at stride `row_bytes` are
+/// Safety (of [`Q4x8::x8`] here): the CPU has AVX2/FMA/F16C; rows `0..8` of `nb` 18-byte blocks at stride `row_bytes` are
 /// readable from `w0`; each `a[t]` holds `nb` Q8_0 blocks and `nb` terms.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn q4_0_x8_avx2<const T: usize>(
-    nb: usize,
-    w0: *const u8,
-    row_bytes: usize,
-    a: [Q8Row<'_>; T],
-) -> [[f32; 8]; T] {
-    let m4 = _mm256_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
-    let ap = a.map(|(a, da, sums)| (a.as_ptr(), da.as_ptr(), sums.as_ptr()));
-    let mut acc = [_mm256_setzero_ps(); T];
-    // SAFETY: per the contract, every row pointer + b·18 (+18), every a[t] + b·34 (+34) and
-    // every term b with b < nb is readable.
-    unsafe {
-        for b in 0..nb {
-            let wb = w0.add(b * Q4_0_BYTES);
-            if b % 3 == 0 {
-                // The same bytes of the next eight rows (the next call's): eight short row
-                // streams per call are more than the hardware prefetcher learns in time. A
-                // prefetch never faults; `wrapping_add` keeps the address arithmetic defined.
-                for i in 8..16 {
-                    _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(i * row_bytes).cast());
+pub(super) struct Avx2X8;
+
+impl Q4x8 for Avx2X8 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn x8<const T: usize>(
+        nb: usize,
+        w0: *const u8,
+        row_bytes: usize,
+        a: [Q8Row<'_>; T],
+    ) -> [[f32; 8]; T] {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let ones = _mm256_set1_epi16(1);
+        let ap = a.map(|(a, da, sums)| (a.as_ptr(), da.as_ptr(), sums.as_ptr()));
+        let mut acc = [_mm256_setzero_ps(); T];
+        // SAFETY: per the contract, every row pointer + b·18 (+18), every a[t] + b·34 (+34) and
+        // every term b with b < nb is readable.
+        unsafe {
+            for b in 0..nb {
+                let wb = w0.add(b * Q4_0_BYTES);
+                prefetch_next_rows8(b, wb, row_bytes);
+                let mut lo = [_mm256_setzero_si256(); 4];
+                let mut hi = [_mm256_setzero_si256(); 4];
+                for k in 0..4 {
+                    let lo_row = wb.add(2 * k * row_bytes + 2);
+                    let hi_row = wb.add((2 * k + 1) * row_bytes + 2);
+                    let x = _mm256_loadu2_m128i(hi_row.cast(), lo_row.cast());
+                    lo[k] = _mm256_and_si256(x, m4);
+                    hi[k] = _mm256_and_si256(_mm256_srli_epi16::<4>(x), m4);
+                }
+                let sc = |i: usize| u64::from(scale_bits(wb.add(i * row_bytes)));
+                let even = sc(0) | sc(2) << 16 | sc(4) << 32 | sc(6) << 48;
+                let odd = sc(1) | sc(3) << 16 | sc(5) << 32 | sc(7) << 48;
+                let dw = _mm256_cvtph_ps(_mm_set_epi64x(odd as i64, even as i64));
+                for t in 0..T {
+                    let (ab, da, sums) = ap[t];
+                    let ab = ab.add(b * Q8_0_BYTES);
+                    let da = _mm256_set1_ps(*da.add(b));
+                    let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(2).cast()));
+                    let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(18).cast()));
+                    let p: [__m256i; 4] = std::array::from_fn(|k| {
+                        let s = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(lo[k], alo),
+                            _mm256_maddubs_epi16(hi[k], ahi),
+                        );
+                        _mm256_madd_epi16(s, ones)
+                    });
+                    let h = _mm256_hadd_epi32(
+                        _mm256_hadd_epi32(p[0], p[1]),
+                        _mm256_hadd_epi32(p[2], p[3]),
+                    );
+                    let h = _mm256_sub_epi32(h, _mm256_set1_epi32(*sums.add(b)));
+                    let isum = _mm256_cvtepi32_ps(h);
+                    acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_mul_ps(dw, da), isum));
                 }
             }
-            let mut lo = [_mm256_setzero_si256(); 4];
-            let mut hi = [_mm256_setzero_si256(); 4];
-            for k in 0..4 {
-                let lo_row = wb.add(2 * k * row_bytes + 2);
-                let hi_row = wb.add((2 * k + 1) * row_bytes + 2);
-                let x = _mm256_loadu2_m128i(hi_row.cast(), lo_row.cast());
-                lo[k] = _mm256_and_si256(x, m4);
-                hi[k] = _mm256_and_si256(_mm256_srli_epi16::<4>(x), m4);
-            }
-            let sc = |i: usize| u64::from(scale_bits(wb.add(i * row_bytes)));
-            let even = sc(0) | sc(2) << 16 | sc(4) << 32 | sc(6) << 48;
-            let odd = sc(1) | sc(3) << 16 | sc(5) << 32 | sc(7) << 48;
-            let dw = _mm256_cvtph_ps(_mm_set_epi64x(odd as i64, even as i64));
-            for t in 0..T {
-                let (ab, da, sums) = ap[t];
-                let ab = ab.add(b * Q8_0_BYTES);
-                let da = _mm256_set1_ps(*da.add(b));
-                let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(2).cast()));
-                let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(18).cast()));
-                let p: [__m256i; 4] = std::array::from_fn(|k| {
-                    let s = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(lo[k], alo),
-                        _mm256_maddubs_epi16(hi[k], ahi),
-                    );
-                    _mm256_madd_epi16(s, ones)
-                });
-                let h =
-                    _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-                let h = _mm256_sub_epi32(h, _mm256_set1_epi32(*sums.add(b)));
-                let isum = _mm256_cvtepi32_ps(h);
-                acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_mul_ps(dw, da), isum));
-            }
+        }
+        rows_in_order(acc)
+    }
+}
+
+/// Every third block, the same bytes of the next eight rows (the next call's) for the eight-row
+/// kernels: eight short row streams per call are more than the hardware prefetcher learns in
+/// time. A prefetch never faults; `wrapping_add` keeps the address arithmetic defined.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn prefetch_next_rows8(b: usize, wb: *const u8, row_bytes: usize) {
+    if b.is_multiple_of(3) {
+        for i in 8..16 {
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(i * row_bytes).cast());
         }
     }
+}
+
+/// Each token's eight outputs in row order, from the eight-row kernels' lanes `[0 2 4 6 | 1 3 5
+/// 7]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_in_order<const T: usize>(acc: [__m256; T]) -> [[f32; 8]; T] {
     acc.map(|v| {
         let mut t = [0.0f32; 8];
         // SAFETY: `t` has room for 8 f32.

@@ -33,8 +33,8 @@ use super::kquant_avx2::{
     Q6_PK_SCALES,
 };
 use super::x86_avx2::{
-    lanes_rows, prefetch_rows_ahead, q4_0_rows_with, q4_0_x8_avx2, q8_0_rows_with, scales8,
-    LaneFormat, Q4x8, Q8Row,
+    lanes_rows, prefetch_next_rows8, prefetch_rows_ahead, q4_0_rows_with, q8_0_rows_with,
+    rows_in_order, scales8, Avx2X8, LaneFormat, Q4x8, Q8Row,
 };
 use super::{Isa, Kernels, Q4_0_BYTES, Q8_0_BYTES, Q8_K_BYTES, QK_K};
 
@@ -70,32 +70,8 @@ pub(super) fn kernels() -> Option<Kernels> {
 /// The longest row whose eight-row scale gather offsets fit an i32.
 const GATHER_MAX_ROW_BYTES: usize = (i32::MAX / 8) as usize;
 
-/// The eight-row Q4_0 kernel of this table ([`q4_0_x8_vnni`]).
-struct VnniX8;
-
-impl Q4x8 for VnniX8 {
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn x8<const T: usize>(
-        nb: usize,
-        w0: *const u8,
-        row_bytes: usize,
-        a: [Q8Row<'_>; T],
-    ) -> [[f32; 8]; T] {
-        // SAFETY: as the trait requires. The scale gather takes `7·row_bytes` as an i32 offset;
-        // rows too long for that (never a real model's) take the AVX2 kernel.
-        unsafe {
-            if row_bytes <= GATHER_MAX_ROW_BYTES {
-                q4_0_x8_vnni::<T>(nb, w0, row_bytes, a)
-            } else {
-                q4_0_x8_avx2::<T>(nb, w0, row_bytes, a)
-            }
-        }
-    }
-}
-
-/// Eight Q4_0 rows (row `i` at `w0 + i·row_bytes`, `nb` blocks each) against `T` Q8_0 rows:
-/// `[token][row]`, the AVX2 eight-row kernel's layout and bits with 256-bit `vpdpbusd`.
+/// This table's eight-row Q4_0 kernel: eight rows against `T` Q8_0 rows, `[token][row]`, the AVX2
+/// kernel's ([`Avx2X8`]) layout and bits with 256-bit `vpdpbusd`.
 ///
 /// Two rows share a vector (row `2k` in the low 128-bit lane, `2k + 1` in the high one), the
 /// nibbles are split once per block for all `T` tokens, and per token the low and high nibbles
@@ -107,82 +83,80 @@ impl Q4x8 for VnniX8 {
 /// 256-bit `vpdpbusd` issue on two ports and so multiply as fast, and the shuffles keep a port
 /// of their own.
 ///
-/// # Safety
-/// The CPU has the features of [`kernels`]; rows `0..8` of `nb` 18-byte blocks at stride
-/// `row_bytes` are readable from `w0`; each `a[t]` holds `nb` Q8_0 blocks and `nb` terms.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,gfni,avx2,fma,f16c")]
-unsafe fn q4_0_x8_vnni<const T: usize>(
-    nb: usize,
-    w0: *const u8,
-    row_bytes: usize,
-    a: [Q8Row<'_>; T],
-) -> [[f32; 8]; T] {
-    let m4 = _mm256_set1_epi8(0x0f);
-    let zero = _mm256_setzero_si256();
-    let shr4 = _mm256_set1_epi64x(SHR4);
-    let rb = row_bytes as i32;
-    let gather_idx = _mm256_setr_epi32(0, 2 * rb, 4 * rb, 6 * rb, rb, 3 * rb, 5 * rb, 7 * rb);
-    let ap = a.map(|(a, da, sums)| (a.as_ptr(), da.as_ptr(), sums.as_ptr()));
-    let mut acc = [_mm256_setzero_ps(); T];
-    // SAFETY: per the contract, every row pointer + b·18 (+18), every a[t] + b·34 (+34) and
-    // every term b with b < nb is readable.
-    unsafe {
-        for b in 0..nb {
-            let wb = w0.add(b * Q4_0_BYTES);
-            if b % 3 == 0 {
-                // The same bytes of the next eight rows (the next call's), as the AVX2 kernel.
-                for i in 8..16 {
-                    _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(i * row_bytes).cast());
+/// Safety (of [`Q4x8::x8`] here): the CPU has the features of [`kernels`].
+struct VnniX8;
+
+impl Q4x8 for VnniX8 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,gfni,avx2,fma,f16c")]
+    unsafe fn x8<const T: usize>(
+        nb: usize,
+        w0: *const u8,
+        row_bytes: usize,
+        a: [Q8Row<'_>; T],
+    ) -> [[f32; 8]; T] {
+        if row_bytes > GATHER_MAX_ROW_BYTES {
+            // The scale gather takes `7·row_bytes` as an i32 offset; rows too long for that (never a
+            // real model's) take the AVX2 kernel.
+            // SAFETY: as the trait requires (this CPU has AVX2/FMA/F16C too).
+            return unsafe { Avx2X8::x8::<T>(nb, w0, row_bytes, a) };
+        }
+        let m4 = _mm256_set1_epi8(0x0f);
+        let zero = _mm256_setzero_si256();
+        let shr4 = _mm256_set1_epi64x(SHR4);
+        let rb = row_bytes as i32;
+        let gather_idx = _mm256_setr_epi32(0, 2 * rb, 4 * rb, 6 * rb, rb, 3 * rb, 5 * rb, 7 * rb);
+        let ap = a.map(|(a, da, sums)| (a.as_ptr(), da.as_ptr(), sums.as_ptr()));
+        let mut acc = [_mm256_setzero_ps(); T];
+        // SAFETY: per the contract, every row pointer + b·18 (+18), every a[t] + b·34 (+34) and
+        // every term b with b < nb is readable.
+        unsafe {
+            for b in 0..nb {
+                let wb = w0.add(b * Q4_0_BYTES);
+                prefetch_next_rows8(b, wb, row_bytes);
+                let mut lo = [zero; 4];
+                let mut hi = [zero; 4];
+                for k in 0..4 {
+                    let lo_row = wb.add(2 * k * row_bytes + 2);
+                    let hi_row = wb.add((2 * k + 1) * row_bytes + 2);
+                    let x = _mm256_loadu2_m128i(hi_row.cast(), lo_row.cast());
+                    lo[k] = _mm256_and_si256(x, m4);
+                    // Each byte's high nibble, shifted down: one GF(2) affine map per byte.
+                    hi[k] = _mm256_gf2p8affine_epi64_epi8::<0>(x, shr4);
+                }
+                // The eight scales in one gather (the dword at each block's start; its low half is
+                // the f16 scale), in the rows' order [0 2 4 6 | 1 3 5 7].
+                let g = _mm256_i32gather_epi32::<1>(wb.cast(), gather_idx);
+                let dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(g));
+                for t in 0..T {
+                    let (ab, da, sums) = ap[t];
+                    let ab = ab.add(b * Q8_0_BYTES);
+                    let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(2).cast()));
+                    let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(18).cast()));
+                    // Unsigned nibbles first, signed activations second, as `vpdpbusd` takes them.
+                    let p: [__m256i; 4] = std::array::from_fn(|k| {
+                        _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo[k], alo), hi[k], ahi)
+                    });
+                    let p01 = _mm256_add_epi32(
+                        _mm256_unpacklo_epi32(p[0], p[1]),
+                        _mm256_unpackhi_epi32(p[0], p[1]),
+                    );
+                    let p23 = _mm256_add_epi32(
+                        _mm256_unpacklo_epi32(p[2], p[3]),
+                        _mm256_unpackhi_epi32(p[2], p[3]),
+                    );
+                    let h = _mm256_add_epi32(
+                        _mm256_unpacklo_epi64(p01, p23),
+                        _mm256_unpackhi_epi64(p01, p23),
+                    );
+                    let h = _mm256_sub_epi32(h, _mm256_set1_epi32(*sums.add(b)));
+                    let d = _mm256_mul_ps(dw, _mm256_set1_ps(*da.add(b)));
+                    acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(h)));
                 }
             }
-            let mut lo = [zero; 4];
-            let mut hi = [zero; 4];
-            for k in 0..4 {
-                let lo_row = wb.add(2 * k * row_bytes + 2);
-                let hi_row = wb.add((2 * k + 1) * row_bytes + 2);
-                let x = _mm256_loadu2_m128i(hi_row.cast(), lo_row.cast());
-                lo[k] = _mm256_and_si256(x, m4);
-                // Each byte's high nibble, shifted down: one GF(2) affine map per byte.
-                hi[k] = _mm256_gf2p8affine_epi64_epi8::<0>(x, shr4);
-            }
-            // The eight scales in one gather (the dword at each block's start; its low half is
-            // the f16 scale), in the rows' order [0 2 4 6 | 1 3 5 7].
-            let g = _mm256_i32gather_epi32::<1>(wb.cast(), gather_idx);
-            let dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(g));
-            for t in 0..T {
-                let (ab, da, sums) = ap[t];
-                let ab = ab.add(b * Q8_0_BYTES);
-                let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(2).cast()));
-                let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ab.add(18).cast()));
-                // Unsigned nibbles first, signed activations second, as `vpdpbusd` takes them.
-                let p: [__m256i; 4] = std::array::from_fn(|k| {
-                    _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo[k], alo), hi[k], ahi)
-                });
-                let p01 = _mm256_add_epi32(
-                    _mm256_unpacklo_epi32(p[0], p[1]),
-                    _mm256_unpackhi_epi32(p[0], p[1]),
-                );
-                let p23 = _mm256_add_epi32(
-                    _mm256_unpacklo_epi32(p[2], p[3]),
-                    _mm256_unpackhi_epi32(p[2], p[3]),
-                );
-                let h = _mm256_add_epi32(
-                    _mm256_unpacklo_epi64(p01, p23),
-                    _mm256_unpackhi_epi64(p01, p23),
-                );
-                let h = _mm256_sub_epi32(h, _mm256_set1_epi32(*sums.add(b)));
-                let d = _mm256_mul_ps(dw, _mm256_set1_ps(*da.add(b)));
-                acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(h)));
-            }
         }
+        rows_in_order(acc)
     }
-    acc.map(|v| {
-        let mut t = [0.0f32; 8];
-        // SAFETY: `t` has room for 8 f32.
-        unsafe { _mm256_storeu_ps(t.as_mut_ptr(), v) };
-        [t[0], t[4], t[1], t[5], t[2], t[6], t[3], t[7]]
-    })
 }
 
 /// Tokens per tile: each packed vector is loaded once for this many tokens.
