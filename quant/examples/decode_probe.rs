@@ -5,11 +5,12 @@
 //! cargo run --release -p smoe-quant --example decode_probe -- q4_k            # 14336 x 4096, from memory
 //! cargo run --release -p smoe-quant --example decode_probe -- q4_k 64 1 direct # 64 rows, in cache
 //! ```
-//! Arguments: `TYPE [ROWS] [THREADS] [direct]` — TYPE one of q4_0, q8_0, q2_k … q6_k; ROWS of 4096
+//! Arguments: `TYPE [ROWS] [THREADS] [direct|tokens=N]` — TYPE one of q4_0, q8_0, q2_k … q6_k; ROWS of 4096
 //! columns (default 14336, Mixtral's n_ff); with ROWS small (e.g. 64, 150 KB) the weights stay in
 //! L2 and the figure is the kernel's compute rate. From 1024 rows, enough matrices to pass 1 GiB
 //! are cycled, so the big case reads from memory (not from a last-level cache of hundreds of MB). `direct` calls the table's row kernel without the
-//! matmul driver (no rayon, no task split). The best of 7 timed passes is reported.
+//! matmul driver (no rayon, no task split). `tokens=N` multiplies N activation rows at once (the prompt/batch path) and also reports
+//! multiply-adds a second. The best of 7 timed passes is reported.
 
 use std::time::Instant;
 
@@ -48,6 +49,13 @@ fn run() -> Result<(), String> {
     };
     let (n_rows, threads) = (num(1, 14336)?.max(1), num(2, 1)?.max(1));
     let direct = args.get(3).is_some_and(|s| s == "direct");
+    let n_tok = match args.get(3).and_then(|s| s.strip_prefix("tokens=")) {
+        Some(n) => n
+            .parse::<usize>()
+            .map_err(|_| format!("bad token count '{n}'"))?
+            .max(1),
+        None => 1,
+    };
     let n_cols = 4096;
     let rb = ty.row_bytes(n_cols as u64).ok_or("row size")? as usize;
     // Enough matrices to pass 1 GiB, so the big case streams from memory, not from a large L3.
@@ -59,7 +67,7 @@ fn run() -> Result<(), String> {
     let mats: Vec<Vec<u8>> = (0..n_mats as u64)
         .map(|i| random_weights(ty, n_rows, n_cols, 0x2545_f491_4f6c_dd1d + i))
         .collect();
-    let x: Vec<f32> = (0..n_cols).map(|i| (i as f32).sin()).collect();
+    let x: Vec<f32> = (0..n_cols * n_tok).map(|i| (i as f32).sin()).collect();
     let a = Activations::from_rows(&x, n_cols).map_err(|e| e.to_string())?;
     let k = kernels::kernels();
     let ws = mats
@@ -67,7 +75,7 @@ fn run() -> Result<(), String> {
         .map(|m| Matrix::new(ty, m, n_rows, n_cols))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let mut y = vec![0.0f32; n_rows];
+    let mut y = vec![0.0f32; n_rows * n_tok];
     let bytes = rb * n_rows;
     let iters = (2_000_000_000 / bytes).clamp(n_mats, 100_000);
     let mut best = f64::MAX;
@@ -111,9 +119,10 @@ fn run() -> Result<(), String> {
     }
     let gbps = (iters * bytes) as f64 / best / 1e9;
     let probe = measure_read_gbps(512 << 20, threads).map_err(|e| e.to_string())?;
+    let gmacs = (iters * n_rows * n_cols * n_tok) as f64 / best / 1e9;
     println!(
-        "{ty} {n_rows}x{n_cols}, {threads} thread(s){}, {} kernels: {gbps:.2} GB/s \
-         ({:.1} us a matmul); read bandwidth {probe:.2} GB/s ({:.0}%)",
+        "{ty} {n_rows}x{n_cols}, {n_tok} token(s), {threads} thread(s){}, {} kernels: {gbps:.2} GB/s, \
+         {gmacs:.1} GMAC/s ({:.1} us a matmul); read bandwidth {probe:.2} GB/s ({:.0}%)",
         if direct { ", direct" } else { "" },
         k.isa,
         best / iters as f64 * 1e6,

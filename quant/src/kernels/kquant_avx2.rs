@@ -1614,7 +1614,6 @@ pub(super) unsafe fn k4_pack8<const Q5: bool>(
     // bits 48..176, the high bits 16..48), d / dmin bytes 0..4 and the scales and mins bytes
     // 4..16.
     unsafe {
-        let row = |i: usize| wb.add(i * row_bytes);
         let qs = if Q5 { 48 } else { 16 };
         // Q5_K: bit j of qh[l] is bit 4 of sub-block j's element l; `qh[h][m]` holds (row i in
         // lane i) qh[16h + 4m..16h + 4m + 4], the high bits of chunk 4h + m of every sub-block,
@@ -1652,6 +1651,25 @@ pub(super) unsafe fn k4_pack8<const Q5: bool>(
                 }
             }
         }
+        k4_pack8_meta(wb, row_bytes, pk);
+    }
+}
+
+/// The per-row parts of a Q4_K (or Q5_K: the same bytes) super-block of eight rows packed as
+/// [`k4_pack8`] lays them out: `pk[PK_SCALES..]`, `pk[PK_MINS..]`, `pk[PK_D]` and `pk[PK_DMIN]`.
+///
+/// # Safety
+/// The CPU has AVX2/FMA/F16C; the first 16 bytes of the eight blocks are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn k4_pack8_meta(
+    wb: *const u8,
+    row_bytes: usize,
+    pk: &mut [__m256i; PACKED_VECS],
+) {
+    // SAFETY: per the contract: d / dmin are bytes 0..4 and the scales and mins bytes 4..16.
+    unsafe {
+        let row = |i: usize| wb.add(i * row_bytes);
         // Scales and mins: byte j of each u64 for sub-block j. Rows (0, 1, 4, 5) and
         // (2, 3, 6, 7) in the u64 lanes of two vectors; a byte shuffle makes each 128-bit half
         // the two rows' bytes side by side per j, and 16-bit unpacks of the two vectors then

@@ -28,9 +28,9 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::kquant_avx2::{
-    k4_pack8, lanes_rows as k_lanes_rows, q4_k_lanes_rows8, q5_k_lanes_rows8, q6_k_lanes_rows8,
-    q6_k_pack_lanes, Lanes, PACKED_VECS, PK_D, PK_DMIN, PK_MINS, PK_SCALES, Q6_PK_D, Q6_PK_OFFSETS,
-    Q6_PK_SCALES,
+    k4_pack8, k4_pack8_meta, lanes_rows as k_lanes_rows, q4_k_lanes_rows8, q5_k_lanes_rows8,
+    q6_k_lanes_rows8, q6_k_pack_lanes, Lanes, PACKED_VECS, PK_D, PK_DMIN, PK_MINS, PK_SCALES,
+    Q6_PK_D, Q6_PK_OFFSETS, Q6_PK_SCALES,
 };
 use super::x86_avx2::{
     lanes_rows, prefetch_next_rows8, prefetch_rows_ahead, q4_0_rows_with, q8_0_rows_with,
@@ -491,11 +491,10 @@ unsafe fn k_pack16<
     }
 }
 
-/// Q4_K, sixteen rows: the AVX2 Q4_K packing (no Q5 bits); scales are 6-bit, so the low `i16`
-/// is the `i32`.
+/// Q4_K, sixteen rows in pairs of lanes (see [`q4_k_pack16`]) and [`q4_k_tile16`].
 struct Q4K;
-/// Q5_K, sixteen rows: the AVX2 Q5_K packing (quants 0..31 with the fifth bit); otherwise as
-/// Q4_K (`vpdpbusd` takes any unsigned byte), so it shares Q4_K's tile.
+/// Q5_K, sixteen rows: the AVX2 Q5_K packing (quants 0..31 with the fifth bit, row `i` in lane
+/// `i`) and [`k5_tile16`].
 struct Q5K;
 /// Q6_K, sixteen rows: the AVX2 Q6_K packing (quants plus 32, 0..63; `32·sc` pairs for the
 /// offset); scales are `i8`, sign-extended.
@@ -515,47 +514,121 @@ macro_rules! k_lanes16_common {
     };
 }
 
-/// The [`Lanes`] impl of Q4_K (`$q5` false) or Q5_K (true): the AVX2 packing and Q4_K's tile.
-macro_rules! k4_lanes16 {
-    ($t:ty, $bytes:expr, $q5:expr) => {
-        impl Lanes for $t {
-            k_lanes16_common!();
-            const BYTES: usize = $bytes;
-            const PAIRS: usize = 4;
+impl Lanes for Q5K {
+    k_lanes16_common!();
+    const BYTES: usize = 176;
+    const PAIRS: usize = 4;
 
-            #[inline]
-            #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-            unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
-                // SAFETY: as the trait requires.
-                unsafe {
-                    k_pack16::<{ PK_DMIN + 1 }, PK_SCALES, 8, false>(
-                        k4_pack8::<$q5>,
-                        wb,
-                        row_bytes,
-                        pk,
-                    )
-                }
-            }
-
-            #[inline]
-            #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-            unsafe fn tile<const T: usize>(
-                pk: &[__m512i; PACKED_VECS],
-                ab: *const u8,
-                arb: usize,
-                pairs: *const i32,
-                pstride: usize,
-                acc: *mut __m512,
-            ) {
-                // SAFETY: as the trait requires.
-                unsafe { q4_k_tile16::<T>(pk, ab, arb, pairs, pstride, acc) }
-            }
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
+        // SAFETY: as the trait requires.
+        unsafe {
+            k_pack16::<{ PK_DMIN + 1 }, PK_SCALES, 8, false>(k4_pack8::<true>, wb, row_bytes, pk)
         }
-    };
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        pk: &[__m512i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        pairs: *const i32,
+        pstride: usize,
+        acc: *mut __m512,
+    ) {
+        // SAFETY: as the trait requires.
+        unsafe { k5_tile16::<T>(pk, ab, arb, pairs, pstride, acc) }
+    }
 }
 
-k4_lanes16!(Q4K, 144, false);
-k4_lanes16!(Q5K, 176, true);
+impl Lanes for Q4K {
+    k_lanes16_common!();
+    const BYTES: usize = 144;
+    const PAIRS: usize = 4;
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
+        // SAFETY: as the trait requires.
+        unsafe { q4_k_pack16(wb, row_bytes, pk) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(
+        pk: &[__m512i; PACKED_VECS],
+        ab: *const u8,
+        arb: usize,
+        pairs: *const i32,
+        pstride: usize,
+        acc: *mut __m512,
+    ) {
+        // SAFETY: as the trait requires.
+        unsafe { q4_k_tile16::<T>(pk, ab, arb, pairs, pstride, acc) }
+    }
+}
+
+/// Row of each lane of [`q4_k_tile16`]'s sub-block sums: `vpackssdw` of rows 0..8 and 8..16
+/// (each row's two halves in a lane pair) and `vpmaddwd` leave, per 128-bit lane `L`, rows
+/// `2L, 2L + 1, 8 + 2L, 9 + 2L`. The scales are packed in this order.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn q4k_pair_rows() -> __m512i {
+    _mm512_setr_epi32(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15)
+}
+
+/// Lane of each row in [`q4k_pair_rows`] order: the permutation back to row `r` in lane `r`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn q4k_row_lanes() -> __m512i {
+    _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)
+}
+
+/// Packs one Q4_K super-block of sixteen rows (row `i`'s at `wb + i·row_bytes`) for
+/// [`q4_k_tile16`]: `[8j + 2m + h]` holds, for rows `8h..8h + 8`, the unsigned quants of
+/// elements `8m..8m + 8` of sub-block `j`, row `8h + i` in 64-bit lane `i` (so a lane pair is a
+/// row's two groups of four); `[PK_SCALES + j]` the scale of sub-block `j` in both `i16` halves,
+/// in [`q4k_pair_rows`] lane order; mins, `d` and `dmin` as [`k4_pack8`] lays them out (row `i`
+/// in lane `i`). The quants: one 64-bit gather of eight rows per vector, the nibbles split.
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; the sixteen 144-byte blocks are readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn q4_k_pack16(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
+    let mut lo = [_mm256_setzero_si256(); PACKED_VECS];
+    let mut hi = [_mm256_setzero_si256(); PACKED_VECS];
+    let m4 = _mm512_set1_epi8(0x0f);
+    let rb = row_bytes as i64;
+    let idx = _mm512_setr_epi64(0, rb, 2 * rb, 3 * rb, 4 * rb, 5 * rb, 6 * rb, 7 * rb);
+    // SAFETY: per the contract: the quants are bytes 16..144 of each block; byte 32c + e holds
+    // element e of sub-blocks 2c (low nibble) and 2c + 1 (high nibble).
+    unsafe {
+        k4_pack8_meta(wb, row_bytes, &mut lo);
+        k4_pack8_meta(wb.add(8 * row_bytes), row_bytes, &mut hi);
+        for h in 0..2 {
+            let base = wb.add(8 * h * row_bytes + 16);
+            for c in 0..4 {
+                for m in 0..4 {
+                    let g = _mm512_i64gather_epi64::<1>(idx, base.add(32 * c + 8 * m).cast());
+                    pk[8 * (2 * c) + 2 * m + h] = _mm512_and_si512(g, m4);
+                    pk[8 * (2 * c + 1) + 2 * m + h] =
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(g), m4);
+                }
+            }
+        }
+    }
+    let order = q4k_pair_rows();
+    for j in 0..8 {
+        pk[PK_SCALES + j] =
+            _mm512_permutexvar_epi32(order, join(lo[PK_SCALES + j], hi[PK_SCALES + j]));
+    }
+    for v in PK_MINS..=PK_DMIN {
+        pk[v] = join(lo[v], hi[v]);
+    }
+}
 
 impl Lanes for Q6K {
     k_lanes16_common!();
@@ -609,11 +682,16 @@ fn k_rows16<L: Lanes>(
     }
 }
 
-/// One packed Q4_K super-block of sixteen rows against `T` tokens (their Q8_K block at
-/// `ab + t·arb`, their four min pairs at `pairs + t·pstride`): `acc[t] += …` as the spec, row
-/// `i` in lane `i`. Per sub-block, eight `vpdpbusd` give each lane's `Σ q·a` (unsigned 4-bit
-/// quants against signed activations) and `vpmulld` scales it into the exact `isum`; the mins
-/// take one `madd` per two sub-blocks with the activation's sums.
+/// One packed Q4_K super-block of sixteen rows ([`q4_k_pack16`]) against `T` tokens (their
+/// Q8_K block at `ab + t·arb`, their min pairs at `pairs + t·pstride`): `acc[t] += …` as the
+/// spec, row `i` in lane `i`. Per sub-block, eight `vpdpbusd` (four for rows 0..8, four for
+/// 8..16) of the quants against eight activation bytes broadcast to every 64-bit lane: each
+/// lane sums 16 products of at most 15·128, so `vpackssdw` of the two is exact and puts a row's
+/// two halves side by side as `i16`, and one `vpdpwssd` with the scale pairs adds
+/// `sc_j · Σ q·a` of each row to its `i32` sum (no `vpmulld`: two uops on the FMA port).
+/// The sums come out in [`q4k_pair_rows`] order and are put back in row order once a block;
+/// the mins take one `madd` per two sub-blocks with the activation's sums; the float step is
+/// the spec's, lane by lane.
 ///
 /// # Safety
 /// The CPU has the features of [`kernels`]; `ab + t·arb` are whole Q8_K blocks,
@@ -623,6 +701,65 @@ fn k_rows16<L: Lanes>(
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 unsafe fn q4_k_tile16<const T: usize>(
+    pk: &[__m512i; PACKED_VECS],
+    ab: *const u8,
+    arb: usize,
+    pairs: *const i32,
+    pstride: usize,
+    acc: *mut __m512,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut isum = [_mm512_setzero_si512(); T];
+        for j in 0..8 {
+            let mut s0 = [_mm512_setzero_si512(); T];
+            let mut s1 = [_mm512_setzero_si512(); T];
+            for m in 0..4 {
+                let (w0, w1) = (pk[8 * j + 2 * m], pk[8 * j + 2 * m + 1]);
+                for t in 0..T {
+                    let p = ab.add(t * arb + 4 + 32 * j + 8 * m);
+                    let av = _mm512_set1_epi64(p.cast::<i64>().read_unaligned());
+                    s0[t] = _mm512_dpbusd_epi32(s0[t], w0, av);
+                    s1[t] = _mm512_dpbusd_epi32(s1[t], w1, av);
+                }
+            }
+            let sc = pk[PK_SCALES + j];
+            for t in 0..T {
+                isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_packs_epi32(s0[t], s1[t]), sc);
+            }
+        }
+        let rows = q4k_row_lanes();
+        let dw = _mm512_castsi512_ps(pk[PK_D]);
+        let dmin = _mm512_castsi512_ps(pk[PK_DMIN]);
+        for t in 0..T {
+            let pt = pairs.add(t * pstride);
+            let mut msum = _mm512_madd_epi16(pk[PK_MINS], _mm512_set1_epi32(*pt));
+            for p in 1..4 {
+                let m = _mm512_madd_epi16(pk[PK_MINS + p], _mm512_set1_epi32(*pt.add(p)));
+                msum = _mm512_add_epi32(msum, m);
+            }
+            let isum = _mm512_permutexvar_epi32(rows, isum[t]);
+            let da = _mm512_set1_ps(ab.add(t * arb).cast::<f32>().read_unaligned());
+            let x = _mm512_mul_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum));
+            let y = _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(msum));
+            let o = acc.add(t);
+            *o = _mm512_add_ps(*o, _mm512_sub_ps(x, y));
+        }
+    }
+}
+
+/// One packed Q5_K super-block of sixteen rows ([`k4_pack8`] twice) against `T` tokens, as
+/// [`q4_k_tile16`] but with the eight-row layout: row `i` in lane `i`, four bytes of a sub-block
+/// a vector; `vpmulld` scales each sub-block's `i32` sum (16 products of 5-bit quants can pass
+/// `i16`, so Q4_K's pairing does not apply).
+///
+/// # Safety
+/// As [`q4_k_tile16`]'s, with `pk` from [`k_pack16`] of [`k4_pack8`].
+// Index loops over the small fixed arrays: after unrolling every index is a constant.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn k5_tile16<const T: usize>(
     pk: &[__m512i; PACKED_VECS],
     ab: *const u8,
     arb: usize,
