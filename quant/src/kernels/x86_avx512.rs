@@ -734,22 +734,8 @@ unsafe fn q4_k_tile16<const T: usize>(
             }
         }
         let rows = q4k_row_lanes();
-        let dw = _mm512_castsi512_ps(pk[PK_D]);
-        let dmin = _mm512_castsi512_ps(pk[PK_DMIN]);
-        for t in 0..T {
-            let pt = pairs.add(t * pstride);
-            let mut msum = _mm512_madd_epi16(pk[PK_MINS], _mm512_set1_epi32(*pt));
-            for p in 1..4 {
-                let m = _mm512_madd_epi16(pk[PK_MINS + p], _mm512_set1_epi32(*pt.add(p)));
-                msum = _mm512_add_epi32(msum, m);
-            }
-            let isum = _mm512_permutexvar_epi32(rows, isum[t]);
-            let da = _mm512_set1_ps(ab.add(t * arb).cast::<f32>().read_unaligned());
-            let x = _mm512_mul_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum));
-            let y = _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(msum));
-            let o = acc.add(t);
-            *o = _mm512_add_ps(*o, _mm512_sub_ps(x, y));
-        }
+        let isum = isum.map(|v| _mm512_permutexvar_epi32(rows, v));
+        k4_finish(pk, isum, ab, arb, pairs, pstride, acc);
     }
 }
 
@@ -790,9 +776,33 @@ unsafe fn k5_tile16<const T: usize>(
                 isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
             }
         }
-        let dw = _mm512_castsi512_ps(pk[PK_D]);
-        let dmin = _mm512_castsi512_ps(pk[PK_DMIN]);
-        for t in 0..T {
+        k4_finish(pk, isum, ab, arb, pairs, pstride, acc);
+    }
+}
+
+/// The end of a Q4_K or Q5_K super-block for `T` tokens, as the spec: each token's `msum` (one
+/// `madd` per two sub-blocks of the rows' mins with its min pairs), then `acc[t] += d·da·isum −
+/// dmin·da·msum`, lane by lane; `isum[t]` has row `i` in lane `i`.
+///
+/// # Safety
+/// As the tiles': `ab + t·arb` are whole Q8_K blocks, `pairs + t·pstride` hold 4 values and
+/// `acc + t` is a valid vector, for t < T.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn k4_finish<const T: usize>(
+    pk: &[__m512i; PACKED_VECS],
+    isum: [__m512i; T],
+    ab: *const u8,
+    arb: usize,
+    pairs: *const i32,
+    pstride: usize,
+    acc: *mut __m512,
+) {
+    let dw = _mm512_castsi512_ps(pk[PK_D]);
+    let dmin = _mm512_castsi512_ps(pk[PK_DMIN]);
+    // SAFETY: per the contract.
+    unsafe {
+        for (t, isum) in isum.into_iter().enumerate() {
             let pt = pairs.add(t * pstride);
             let mut msum = _mm512_madd_epi16(pk[PK_MINS], _mm512_set1_epi32(*pt));
             for p in 1..4 {
@@ -800,7 +810,7 @@ unsafe fn k5_tile16<const T: usize>(
                 msum = _mm512_add_epi32(msum, m);
             }
             let da = _mm512_set1_ps(ab.add(t * arb).cast::<f32>().read_unaligned());
-            let x = _mm512_mul_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum[t]));
+            let x = _mm512_mul_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum));
             let y = _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(msum));
             let o = acc.add(t);
             *o = _mm512_add_ps(*o, _mm512_sub_ps(x, y));
