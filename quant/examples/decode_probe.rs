@@ -1,16 +1,17 @@
-//! One-token (decode) matmul throughput of one weight type, in GB/s of weights read, against the
+//! Matmul throughput of one weight type (one token, or `tokens=N`), in GB/s of weights read, against the
 //! machine's read bandwidth: the quick probe behind the decode-kernel figures in the README.
 //!
 //! ```sh
 //! cargo run --release -p smoe-quant --example decode_probe -- q4_k            # 14336 x 4096, from memory
 //! cargo run --release -p smoe-quant --example decode_probe -- q4_k 64 1 direct # 64 rows, in cache
 //! ```
-//! Arguments: `TYPE [ROWS] [THREADS] [direct|tokens=N]` — TYPE one of q4_0, q8_0, q2_k … q6_k; ROWS of 4096
-//! columns (default 14336, Mixtral's n_ff); with ROWS small (e.g. 64, 150 KB) the weights stay in
-//! L2 and the figure is the kernel's compute rate. From 1024 rows, enough matrices to pass 1 GiB
-//! are cycled, so the big case reads from memory (not from a last-level cache of hundreds of MB). `direct` calls the table's row kernel without the
-//! matmul driver (no rayon, no task split). `tokens=N` multiplies N activation rows at once (the prompt/batch path) and also reports
-//! multiply-adds a second. The best of 7 timed passes is reported.
+//! Arguments: `TYPE [ROWS] [THREADS] [direct|tokens=N]` — TYPE one of q4_0, q8_0, q2_k … q6_k;
+//! ROWS of 4096 columns (default 14336, Mixtral's n_ff); with ROWS small (e.g. 64, 150 KB) the
+//! weights stay in L2 and the figure is the kernel's compute rate. From 1024 rows, enough
+//! matrices to pass 1 GiB are cycled, so the big case reads from memory (not from a last-level
+//! cache of hundreds of MB). `direct` calls the table's row kernel without the matmul driver (no rayon, no task
+//! split). `tokens=N` multiplies N activation rows at once (the prompt and batch path) and also
+//! reports multiply-adds a second. The best of 7 timed passes is reported.
 
 use std::time::Instant;
 

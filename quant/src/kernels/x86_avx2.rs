@@ -601,8 +601,7 @@ fn q4_0_x8<X: Q4x8, const T: usize>(
 /// in the same order with scalar loads (on Zen 3 this beats a `vpgatherdd` by 1.8×: the integer
 /// ports are otherwise idle). The float part is the spec's, lane by lane.
 ///
-/// Safety (of [`Q4x8::x8`] here): the CPU has AVX2/FMA/F16C; rows `0..8` of `nb` 18-byte blocks at stride `row_bytes` are
-/// readable from `w0`; each `a[t]` holds `nb` Q8_0 blocks and `nb` terms.
+/// Safety (of [`Q4x8::x8`] here): the CPU has AVX2/FMA/F16C; the rest as the trait says.
 pub(super) struct Avx2X8;
 
 impl Q4x8 for Avx2X8 {
@@ -1063,7 +1062,8 @@ thread_local! {
 /// so the reads of the next run, prefetched [`PACK_AHEAD`] bytes ahead, land while the tiles
 /// compute (packing a whole row group first left memory idle during the few tiles and the tiles
 /// idle during the packing). 32 blocks of sixteen rows pack into 18 KB, which stays in L1.
-/// On the two-core Xeon, 16-token prompts 130 → 142 tok/s.
+/// On the two-core Xeon (AVX-512 table), 16-token prompts 130 → 142 tok/s; the AVX2 formats
+/// share the run length unmeasured (their eight rows pack half as much).
 const LANES_RUN: usize = 32;
 /// Tokens from which [`lanes_rows`] packs a whole row group at once: the tiles are then long
 /// enough to hide the packing's reads, and splitting them into runs cost 6% at 256-token prompts.
@@ -1071,10 +1071,11 @@ const LANES_RUN_TOKENS: usize = 32;
 
 /// Rows `r0..` (whole groups of `L::ROWS`) of `w` (`nb` blocks of `L` at stride `row_bytes`)
 /// against `n_tok ≥ 1` Q8_0 activation rows (`a`, back to back): `y[row · n_tok + token]`, and
-/// the first row not done. Each group of rows is packed once ([`LaneFormat::pack`]), for few
-/// tokens a run of [`LANES_RUN`] blocks at a time, into this thread's scratch and then read by every tile of
-/// `L::TILE` tokens, and one tile of the rest, each token's sums carried from run to run; each
-/// output is the spec's dot. Only reachable through a table whose CPU check covers `L`.
+/// the first row not done. Each group of rows is packed once ([`LaneFormat::pack`]; for few
+/// tokens a run of [`LANES_RUN`] blocks at a time) into this thread's scratch and then read by
+/// every tile of `L::TILE` tokens, and one tile of the rest, each token's sums carried from run
+/// to run; each output is the spec's dot. Only reachable through a table whose CPU check covers
+/// `L`.
 pub(super) fn lanes_rows<L: LaneFormat>(
     nb: usize,
     w: &[u8],

@@ -505,73 +505,71 @@ struct Q5K;
 /// offset); scales are `i8`, sign-extended.
 struct Q6K;
 
-/// The parts of a sixteen-row [`Lanes`] impl that do not depend on the type.
-macro_rules! k_lanes16_common {
-    () => {
-        type Vec = __m512i;
-        type Acc = __m512;
-        const ROWS: usize = 16;
-        const TILE: usize = TILE;
+/// The [`Lanes`] impl of a sixteen-row type: `$bytes` a block, `$pairs` min pairs, its pack
+/// and tile functions.
+macro_rules! k_lanes16 {
+    ($t:ty, $bytes:expr, $pairs:expr, $pack:ident, $tile:ident) => {
+        impl Lanes for $t {
+            type Vec = __m512i;
+            type Acc = __m512;
+            const ROWS: usize = 16;
+            const TILE: usize = TILE;
+            const BYTES: usize = $bytes;
+            const PAIRS: usize = $pairs;
 
-        fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m512>>> {
-            &K_ACC
+            fn acc_scratch() -> &'static std::thread::LocalKey<RefCell<Vec<__m512>>> {
+                &K_ACC
+            }
+
+            #[inline]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+            unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
+                // SAFETY: as the trait requires.
+                unsafe { $pack(wb, row_bytes, pk) }
+            }
+
+            #[inline]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+            unsafe fn tile<const T: usize>(
+                pk: &[__m512i; PACKED_VECS],
+                ab: *const u8,
+                arb: usize,
+                pairs: *const i32,
+                pstride: usize,
+                acc: *mut __m512,
+            ) {
+                // SAFETY: as the trait requires.
+                unsafe { $tile::<T>(pk, ab, arb, pairs, pstride, acc) }
+            }
         }
     };
 }
 
-impl Lanes for Q5K {
-    k_lanes16_common!();
-    const BYTES: usize = 176;
-    const PAIRS: usize = 4;
+k_lanes16!(Q4K, 144, 4, q4_k_pack16, q4_k_tile16);
+k_lanes16!(Q5K, 176, 4, q5_k_pack16, k5_tile16);
+k_lanes16!(Q6K, 210, 0, q6_k_pack16, q6_k_tile16);
 
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
-        // SAFETY: as the trait requires.
-        unsafe {
-            k_pack16::<{ PK_DMIN + 1 }, PK_SCALES, 8, false>(k4_pack8::<true>, wb, row_bytes, pk)
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn tile<const T: usize>(
-        pk: &[__m512i; PACKED_VECS],
-        ab: *const u8,
-        arb: usize,
-        pairs: *const i32,
-        pstride: usize,
-        acc: *mut __m512,
-    ) {
-        // SAFETY: as the trait requires.
-        unsafe { k5_tile16::<T>(pk, ab, arb, pairs, pstride, acc) }
-    }
+/// Q5_K's sixteen rows: [`k4_pack8`] (with the fifth bit) twice, joined.
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; the sixteen 176-byte blocks are readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn q5_k_pack16(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
+    // SAFETY: per the contract.
+    unsafe { k_pack16::<{ PK_DMIN + 1 }, PK_SCALES, 8, false>(k4_pack8::<true>, wb, row_bytes, pk) }
 }
 
-impl Lanes for Q4K {
-    k_lanes16_common!();
-    const BYTES: usize = 144;
-    const PAIRS: usize = 4;
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
-        // SAFETY: as the trait requires.
-        unsafe { q4_k_pack16(wb, row_bytes, pk) }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn tile<const T: usize>(
-        pk: &[__m512i; PACKED_VECS],
-        ab: *const u8,
-        arb: usize,
-        pairs: *const i32,
-        pstride: usize,
-        acc: *mut __m512,
-    ) {
-        // SAFETY: as the trait requires.
-        unsafe { q4_k_tile16::<T>(pk, ab, arb, pairs, pstride, acc) }
+/// Q6_K's sixteen rows: [`q6_k_pack_lanes`] twice, joined, the scales sign-extended.
+///
+/// # Safety
+/// The CPU has the features of [`kernels`]; the sixteen 210-byte blocks are readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn q6_k_pack16(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
+    // SAFETY: per the contract.
+    unsafe {
+        k_pack16::<{ Q6_PK_D + 1 }, Q6_PK_SCALES, 16, true>(q6_k_pack_lanes, wb, row_bytes, pk)
     }
 }
 
@@ -632,35 +630,6 @@ unsafe fn q4_k_pack16(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED
     }
     for v in PK_MINS..=PK_DMIN {
         pk[v] = join(lo[v], hi[v]);
-    }
-}
-
-impl Lanes for Q6K {
-    k_lanes16_common!();
-    const BYTES: usize = 210;
-    const PAIRS: usize = 0;
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn pack(wb: *const u8, row_bytes: usize, pk: &mut [__m512i; PACKED_VECS]) {
-        // SAFETY: as the trait requires.
-        unsafe {
-            k_pack16::<{ Q6_PK_D + 1 }, Q6_PK_SCALES, 16, true>(q6_k_pack_lanes, wb, row_bytes, pk)
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn tile<const T: usize>(
-        pk: &[__m512i; PACKED_VECS],
-        ab: *const u8,
-        arb: usize,
-        _: *const i32,
-        _: usize,
-        acc: *mut __m512,
-    ) {
-        // SAFETY: as the trait requires.
-        unsafe { q6_k_tile16::<T>(pk, ab, arb, acc) }
     }
 }
 
@@ -734,7 +703,9 @@ unsafe fn q4_k_tile16<const T: usize>(
             }
         }
         let rows = q4k_row_lanes();
-        let isum = isum.map(|v| _mm512_permutexvar_epi32(rows, v));
+        for v in &mut isum {
+            *v = _mm512_permutexvar_epi32(rows, *v);
+        }
         k4_finish(pk, isum, ab, arb, pairs, pstride, acc);
     }
 }
@@ -822,7 +793,8 @@ unsafe fn k4_finish<const T: usize>(
 /// `ab + t·arb`): `acc[t] += …` as the spec, row `i` in lane `i`. Per 16-element sub-block, four
 /// `vpdpbusd` of the quants plus 32 (0..63) against the activations, scaled by `vpmulld`; the
 /// offset `32·Σ_j sc_j·bsum_j` as in the AVX2 kernel (one `madd` per two sub-blocks of the
-/// `32·sc` pairs with the activation's `bsums` pair).
+/// `32·sc` pairs with the activation's `bsums` pair). It takes the min pairs of the
+/// [`Lanes::tile`] signature and reads none (Q6_K has no mins).
 ///
 /// # Safety
 /// The CPU has the features of [`kernels`]; `ab + t·arb` are whole Q8_K blocks and `acc + t` is a
@@ -835,6 +807,8 @@ unsafe fn q6_k_tile16<const T: usize>(
     pk: &[__m512i; PACKED_VECS],
     ab: *const u8,
     arb: usize,
+    _pairs: *const i32,
+    _pstride: usize,
     acc: *mut __m512,
 ) {
     // SAFETY: per the contract.
