@@ -121,6 +121,10 @@ fn check_rows(
         (n_rows, 2),
         (16, 9),
         (n_rows, 13),
+        // Sixteen-row kernels with every tile width the others leave out.
+        (16, 6),
+        (n_rows, 7),
+        (16, 8),
     ] {
         // Token t: the activation row with its blocks rotated by t (distinct when nb > 1).
         let arb = a.len();
